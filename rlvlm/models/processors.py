@@ -1,0 +1,140 @@
+"""Processor loading that works with and without torchvision.
+
+transformers 5.x gives most image processors two backends: a torchvision one
+(the default) and a PIL/NumPy one (`...ImageProcessorPil`). Qwen2-VL-family
+processors also own a *video* processor whose module imports torchvision, and
+there is no CPU build of torchvision on many machines (including ours). rlvlm
+never feeds videos, so when torchvision is missing we rebuild the processor
+from the same directory without the video processor. Hub checkpoints and our
+tiny models go through the same function; with torchvision installed the
+standard `AutoProcessor.from_pretrained` path is used unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import logging
+from pathlib import Path
+
+from rlvlm.errors import ModelSetupError
+
+log = logging.getLogger(__name__)
+
+
+def has_torchvision() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def image_processor_class(name: str):
+    """The image processor class `name`, or its PIL twin when torchvision is absent.
+
+    Both produce the same `pixel_values` layout; the saved config records the
+    base name, so a machine with torchvision loads the faster backend.
+    """
+    import transformers
+
+    if not has_torchvision() and hasattr(transformers, name + "Pil"):
+        return getattr(transformers, name + "Pil")
+    return getattr(transformers, name)
+
+
+_IMAGE_ONLY: dict[type, type] = {}
+
+
+def image_only_processor_class(cls: type) -> type:
+    """A subclass of processor `cls` that has no video processor.
+
+    ProcessorMixin derives a processor's parts from its `__init__` signature
+    and type-checks each one against its base class; the video base class is
+    unavailable without torchvision, so even `video_processor=None` fails. The
+    subclass's signature leaves video out (so only image processor and
+    tokenizer are checked) and it keeps the parent's name, so what it saves
+    reloads as the standard class on a machine with torchvision.
+    """
+    if not has_torchvision() and "video_processor" in inspect.signature(cls.__init__).parameters:
+        if cls not in _IMAGE_ONLY:
+
+            def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+                kwargs.pop("video_processor", None)
+                cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+            _IMAGE_ONLY[cls] = type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+        return _IMAGE_ONLY[cls]
+    return cls
+
+
+def _processor_class_name(path: str, **hub_kwargs) -> str | None:
+    """Read `processor_class` from processor_config.json (local dir or hub cache)."""
+    from transformers.utils import cached_file
+
+    for fname in ("processor_config.json", "preprocessor_config.json"):
+        try:
+            resolved = cached_file(path, fname, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        except OSError:
+            resolved = None
+        if resolved and Path(resolved).is_file():
+            data = json.loads(Path(resolved).read_text())
+            if data.get("processor_class"):
+                return data["processor_class"]
+    return None
+
+
+def load_processor(name_or_path: str, *, trust_remote_code: bool = False, **hub_kwargs):
+    """Load the processor of a VLM by hub id or directory.
+
+    With torchvision: plain `AutoProcessor.from_pretrained`. Without it, and
+    for processors that carry a video processor, the processor class is built
+    from its tokenizer and image processor with `video_processor=None`.
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        return AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs)
+    except (ImportError, ValueError, TypeError, OSError) as err:
+        if has_torchvision() or not _mentions_video_or_torchvision(err):
+            raise ModelSetupError(
+                f"model.name_or_path={name_or_path!r}: cannot load its processor ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); check the path/hub id and that it is a VLM"
+            ) from err
+        log.info("torchvision missing: loading %s's processor without its video processor", name_or_path)
+    import transformers
+
+    cls_name = _processor_class_name(name_or_path, **hub_kwargs)
+    if cls_name is None or not hasattr(transformers, cls_name):
+        raise ModelSetupError(
+            f"model.name_or_path={name_or_path!r}: its processor needs torchvision (pip install torchvision) "
+            f"and no processor_class could be read to build it without one"
+        )
+    cls = image_only_processor_class(getattr(transformers, cls_name))
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs)
+    image_processor = AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
+    kwargs = _processor_init_kwargs(name_or_path, **hub_kwargs)
+    return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+
+def _mentions_video_or_torchvision(err: BaseException) -> bool:
+    text = f"{type(err).__name__} {err}".lower()
+    return "torchvision" in text or "video" in text
+
+
+def _processor_init_kwargs(path: str, **hub_kwargs) -> dict:
+    """Processor-level settings (chat template, token counts) saved next to the model."""
+    from transformers.utils import cached_file
+
+    kwargs: dict = {}
+    resolved = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if resolved and Path(resolved).is_file():
+        data = json.loads(Path(resolved).read_text())
+        for key, value in data.items():
+            if key in ("processor_class", "image_processor", "video_processor", "tokenizer") or key.startswith("_"):
+                continue
+            kwargs[key] = value
+    for fname in ("chat_template.jinja", "chat_template.json"):
+        tpl = cached_file(path, fname, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if tpl and Path(tpl).is_file():
+            text = Path(tpl).read_text()
+            kwargs.setdefault("chat_template", json.loads(text)["chat_template"] if fname.endswith("json") else text)
+            break
+    return kwargs
