@@ -10,8 +10,10 @@ user's `Qwen/Qwen2.5-VL-3B-Instruct` takes.
 Image normalisation: the tasks render dark glyphs on a white background. With
 CLIP's mean/std white maps to about +1.9, a large constant that a randomly
 initialised vision tower must first learn to cancel; a prototype stalled at
-chance that way. Tiny models therefore use mean 1.0 / std 0.5 per channel:
-white -> 0, black -> -2, so only the glyphs carry signal.
+chance that way. Tiny models therefore use mean 0.96 / std 0.5 per channel:
+white -> +0.08, black -> -1.92, so the glyphs carry the signal. White is kept
+slightly off exactly 0 on purpose: Idefics3 treats an all-zero pixel tensor as
+a padding image and drops it, so a blank white page would crash it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Callable
 from rlvlm.errors import ConfigError, did_you_mean
 from rlvlm.models.tokenizer import train_bpe_tokenizer
 
-TINY_IMAGE_MEAN = [1.0, 1.0, 1.0]
+TINY_IMAGE_MEAN = [0.96, 0.96, 0.96]
 TINY_IMAGE_STD = [0.5, 0.5, 0.5]
 
 # Shapes per size. "tiny" matches the ~1M-parameter reference model of the
@@ -306,6 +308,22 @@ def build_tokenizer(arch: str, size: str = "tiny", seed: int = 0):
     return tok
 
 
+def _reinit_zero_matrices(model, std: float) -> None:
+    """Give all-zero weight matrices random values.
+
+    Some architectures zero-initialise a layer because their real checkpoints
+    always overwrite it (Gemma 3's image projection). From scratch, a zero
+    projection blocks every gradient into the vision tower, so the image would
+    be ignored until the projection drifts off zero.
+    """
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2 and not p.any():
+                p.normal_(0.0, std)
+
+
 def _check_choice(field: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(
@@ -331,6 +349,7 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "t
     config, processor = spec.build(shape, ids, tok)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    _reinit_zero_matrices(model, std=getattr(config, "initializer_range", None) or 0.02)
     stop_ids = [tok.convert_tokens_to_ids(t) for t in spec.stop_tokens]
     model.generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=ids["pad_token"], bos_token_id=ids["bos_token"],
@@ -348,3 +367,43 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "t
     }
     (out / "rlvlm_tiny.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# Bump when a change to this file changes what gets built, so caches refresh.
+BUILDER_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where built tiny models are cached: $RLVLM_CACHE, else ~/.cache/rlvlm."""
+    import os
+
+    return Path(os.environ.get("RLVLM_CACHE", Path.home() / ".cache" / "rlvlm"))
+
+
+def cached_tiny_model(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
+    """Path of a tiny model, building it once into the cache.
+
+    The build goes to a temporary sibling directory that is renamed into
+    place, so an interrupted build never leaves a half-written model behind
+    and concurrent builders do not see each other's partial files.
+    """
+    import shutil
+    import tempfile
+
+    _check_choice("arch", arch, ARCHS)
+    _check_choice("size", size, tuple(SIZES))
+    final = cache_dir() / "tiny" / f"{arch}-{size}-seed{seed}-v{BUILDER_VERSION}"
+    if (final / "rlvlm_tiny.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
+    try:
+        build_tiny_model(tmp, arch, size, seed)
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished first; theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,74 @@
+"""The `rlvlm` command line: wiring only, the logic lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from rlvlm.models.tiny import build_tiny_model
+
+    _quiet_transformers()
+    summary = build_tiny_model(args.out_dir, arch=args.arch, size=args.size, seed=args.seed)
+    print(f"built {summary['arch']} ({summary['size']}, seed {summary['seed']}): "
+          f"{summary['params']:,} parameters, {summary['image_size']}px images, "
+          f"{summary['build_seconds']:.1f}s -> {args.out_dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build a tiny model, load it as a policy, check image tokens and sample."""
+    from rlvlm.models.demo import run_demo
+
+    _quiet_transformers()
+    report = run_demo(args.output_dir, arch=args.arch, seed=args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlvlm.models.tiny import ARCHS, SIZES
+
+    parser = argparse.ArgumentParser(prog="rlvlm", description="RL fine-tuning of vision-language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tiny-model", help="build a small from-scratch VLM of a real HF architecture, offline")
+    p.add_argument("out_dir")
+    p.add_argument("--arch", default="qwen2_vl", choices=ARCHS)
+    p.add_argument("--size", default="tiny", choices=tuple(SIZES))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("demo", help="end-to-end check: tiny model -> policy -> image-token check -> samples")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--arch", default="qwen2_vl", choices=ARCHS)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlvlm.errors import RlvlmError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RlvlmError as err:
+        print(f"rlvlm: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
