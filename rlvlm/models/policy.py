@@ -178,6 +178,7 @@ class Policy(nn.Module):
             self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
         self.to(options.device)
         self.stop_token_ids = _stop_token_ids(hf, self.tokenizer)
+        self.turn_end_ids = _turn_end_ids(self.processor, self.stop_token_ids)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -260,6 +261,42 @@ class Policy(nn.Module):
                 text=text, logprobs=chosen[r, : len(ids)].tolist(), thought_mask=thought, action_mask=action,
                 temperature=temp, value=None if values is None else values[r],
                 gen_seconds=clock.elapsed_at(len(ids)), truncated=not stopped,
+            ))
+        return samples
+
+    @torch.no_grad()
+    def values(self, observations: Sequence[Any]) -> list[float]:
+        """V(observation) for each observation (one prompt-only forward pass)."""
+        if self.value_head is None:
+            raise ConfigError("model.value_head is off; values() needs model.value_head=true")
+        parts = [observation_parts(o, i) for i, o in enumerate(observations)]
+        out = [0.0] * len(parts)
+        for idx in _split_by_image(parts):
+            images = [parts[i][0] for i in idx]
+            enc = self._encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
+            hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
+            for j, v in zip(idx, self.value_head(hs[:, -1]).tolist()):
+                out[j] = v
+        return out
+
+    def samples_from_text(self, observations: Sequence[Any], completions: Sequence[str]) -> list[Sample]:
+        """Teacher-forced samples: given completions (SFT demonstrations, preference pairs).
+
+        Each completion is tokenized and closed with the chat template's
+        end-of-turn token, exactly as a sampled completion that stopped.
+        `logprobs` are left empty (score() computes them).
+        """
+        if len(observations) != len(completions):
+            raise ValueError(f"{len(observations)} observations but {len(completions)} completions")
+        samples = []
+        for i, (obs, text) in enumerate(zip(observations, completions)):
+            image, prompt = observation_parts(obs, i)
+            full = self.build_prompt(prompt, image is not None)
+            ids = self.tokenizer.encode(text, add_special_tokens=False) + self.turn_end_ids
+            thought, action = thought_action_masks(self.tokenizer, ids, text)
+            samples.append(Sample(
+                prompt_text=full, image=image, prompt_ids=[], completion_ids=ids, text=text, logprobs=[],
+                thought_mask=thought, action_mask=action, temperature=1.0,
             ))
         return samples
 
@@ -425,6 +462,27 @@ def _stop_token_ids(hf, tokenizer) -> list[int]:
     if not ids:
         raise ModelSetupError("the model has no eos token: set generation_config.eos_token_id or tokenizer.eos_token")
     return ids
+
+
+def _turn_end_ids(processor, stop_ids: list[int]) -> list[int]:
+    """Tokens the chat template puts after an assistant message, up to the first stop token.
+
+    Read from the model's own template (render a conversation with a marker
+    answer), so SFT targets end exactly as the model must stop when sampling.
+    """
+    marker = "\u2063MARK\u2063"
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "q"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": marker}]}]
+    try:
+        rendered = processor.apply_chat_template(msgs, tokenize=False)
+    except Exception:  # a template without assistant turns: fall back to the first stop token
+        return stop_ids[:1]
+    tail = rendered.split(marker, 1)[1] if marker in rendered else ""
+    ids = processor.tokenizer.encode(tail, add_special_tokens=False)
+    for k, t in enumerate(ids):
+        if t in stop_ids:
+            return ids[: k + 1]
+    return stop_ids[:1]
 
 
 def _cut_at_stop(ids: list[int], stop: list[int]) -> tuple[list[int], bool]:

@@ -1,0 +1,213 @@
+"""Step N environments in lockstep, batching generation across them.
+
+The collector owns episode bookkeeping: reset seeds, per-step prompts and
+images (each `Sample` keeps the exact prompt it was sampled under, so the
+update re-scores under that prompt, not the episode's first), episode and
+group ids, and the value of the last observation for bootstrapping across
+truncation and across the rollout boundary.
+
+Two modes:
+- `collect_steps(T)`: every env acts every step and auto-resets (PPO + GAE);
+- `collect_episodes()`: groups of G envs reset with one shared seed and play
+  whole episodes (GRPO-style group advantages over episode returns). An env
+  whose episode ended waits for the rest of its group.
+
+A crash inside one env's `step` ends that episode (reward 0, info["error"])
+and the env is reset; it never takes down training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from rlvlm.models.batching import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Transition:
+    """One env step: the sample that produced the action and what the env said."""
+
+    sample: Sample
+    env_index: int
+    t: int  # collector step index
+    reward: float
+    terminated: bool
+    truncated: bool
+    episode_id: int
+    group_id: int
+    info: dict
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+@dataclass
+class Rollout:
+    """What passes from rollout/ to train/: transitions plus bootstrap values."""
+
+    transitions: list[Transition]
+    num_envs: int
+    num_steps: int  # lockstep steps (columns of the (T, N) grid); 0 in episode mode
+    # V(s) of each env's observation after the last step (None in episode mode / no value head).
+    last_values: list[float] | None = None
+    # V(final observation) of truncated steps, keyed by (t, env_index).
+    truncation_values: dict[tuple[int, int], float] = field(default_factory=dict)
+    episodes: list[dict] = field(default_factory=list)  # finished episodes: return, length, success, ...
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.transitions)
+
+
+class Collector:
+    """Lockstep stepping of `envs` with batched `policy.sample` calls."""
+
+    def __init__(self, envs: Sequence[Any], policy, sampling, *, seed: int = 0, group_size: int = 1,
+                 need_values: bool = True, act_fn: Callable | None = None):
+        if group_size < 1 or len(envs) % group_size:
+            from rlvlm.errors import ConfigError
+
+            raise ConfigError(f"rollout.group_size={group_size} must divide rollout.num_envs={len(envs)}")
+        self.envs = list(envs)
+        self.policy = policy
+        self.sampling = sampling
+        self.group_size = group_size
+        self.need_values = need_values and getattr(policy, "value_head", None) is not None
+        self.act_fn = act_fn  # optional override: (observations, infos) -> list[Sample]
+        self.seed = seed
+        self._next_seed = seed
+        self._episode_counter = 0
+        self._obs: list[dict | None] = [None] * len(envs)
+        self._info: list[dict] = [{} for _ in envs]
+        self._episode: list[int] = [0] * len(envs)
+        self._group: list[int] = [0] * len(envs)
+        self._ep_return = [0.0] * len(envs)
+        self._ep_len = [0] * len(envs)
+        self._ep_invalid = [0] * len(envs)
+        self._t = 0
+
+    @property
+    def next_seed(self) -> int:
+        """The seed the next reset will use (seeds are consumed in order)."""
+        return self._next_seed
+
+    # ------------------------------------------------------------ resets
+    def _reset_group(self, g: int) -> None:
+        """Reset envs of group g with one shared seed (identical initial states)."""
+        seed = self._next_seed
+        self._next_seed += 1
+        group_id = seed
+        for i in range(g * self.group_size, (g + 1) * self.group_size):
+            self._reset_env(i, seed, group_id)
+
+    def _reset_env(self, i: int, seed: int, group_id: int) -> None:
+        obs, info = self.envs[i].reset(seed=seed)
+        self._obs[i], self._info[i] = obs, info
+        self._episode[i] = self._episode_counter
+        self._episode_counter += 1
+        self._group[i] = group_id
+        self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = 0.0, 0, 0
+
+    def reset(self) -> None:
+        for g in range(len(self.envs) // self.group_size):
+            self._reset_group(g)
+
+    # ------------------------------------------------------------ acting
+    def _act(self, idx: list[int]) -> list[Sample]:
+        obs = [self._obs[i] for i in idx]
+        if self.act_fn is not None:
+            return self.act_fn(obs, [self._info[i] for i in idx])
+        return self.policy.sample(obs, self.sampling)
+
+    def _step_env(self, i: int, sample: Sample) -> tuple[dict | None, float, bool, bool, dict]:
+        try:
+            return self.envs[i].step(sample.text)
+        except Exception as err:  # one bad episode must not end training
+            log.warning("env %d crashed in step (%s); ending its episode", i, err)
+            return None, 0.0, True, False, {"error": f"{type(err).__name__}: {err}",
+                                             "traceback": traceback.format_exc(limit=3)}
+
+    def _record(self, i: int, sample: Sample, out, transitions: list[Transition], episodes: list[dict]) -> bool:
+        obs, reward, terminated, truncated, info = out
+        self._ep_return[i] += reward
+        self._ep_len[i] += 1
+        self._ep_invalid[i] += int(not info.get("action_valid", True))
+        transitions.append(Transition(sample, i, self._t, float(reward), bool(terminated), bool(truncated),
+                                      self._episode[i], self._group[i], info))
+        done = terminated or truncated
+        if done:
+            episodes.append({
+                "episode_id": self._episode[i], "group_id": self._group[i], "return": self._ep_return[i],
+                "length": self._ep_len[i], "success": bool(info.get("is_success", self._ep_return[i] > 0)),
+                "invalid_actions": self._ep_invalid[i], "truncated": bool(truncated), "error": "error" in info,
+            })
+        else:
+            self._obs[i], self._info[i] = obs, info
+        return done
+
+    # ------------------------------------------------------------ modes
+    def collect_steps(self, num_steps: int) -> Rollout:
+        """T lockstep steps of all envs, auto-resetting finished ones (group_size 1)."""
+        if self._obs[0] is None:
+            self.reset()
+        transitions: list[Transition] = []
+        episodes: list[dict] = []
+        trunc_values: dict[tuple[int, int], float] = {}
+        t_gen = t_env = 0.0
+        all_idx = list(range(len(self.envs)))
+        for _ in range(num_steps):
+            t0 = time.perf_counter()
+            samples = self._act(all_idx)
+            t1 = time.perf_counter()
+            truncated_now: list[tuple[int, dict]] = []
+            for i, sample in zip(all_idx, samples):
+                out = self._step_env(i, sample)
+                if self._record(i, sample, out, transitions, episodes):
+                    if out[3] and out[0] is not None:
+                        truncated_now.append((i, out[0]))
+                    self._reset_env(i, self._next_seed, self._next_seed)
+                    self._next_seed += 1
+            t_env += time.perf_counter() - t1
+            t_gen += t1 - t0
+            if truncated_now and self.need_values:
+                # Bootstrap from V(final observation) before it is gone (auto-reset).
+                vals = self.policy.values([o for _, o in truncated_now])
+                for (i, _), v in zip(truncated_now, vals):
+                    trunc_values[(self._t, i)] = v
+            self._t += 1
+        last_values = self.policy.values(self._obs) if self.need_values else None
+        first_t = self._t - num_steps
+        for tr in transitions:  # make t relative to this rollout
+            tr.t -= first_t
+        trunc_values = {(t - first_t, i): v for (t, i), v in trunc_values.items()}
+        return Rollout(transitions, len(self.envs), num_steps, last_values, trunc_values, episodes,
+                       {"generate": t_gen, "env": t_env})
+
+    def collect_episodes(self, max_steps: int = 1000) -> Rollout:
+        """Reset every group (shared seed per group) and play all episodes to the end."""
+        self.reset()
+        transitions: list[Transition] = []
+        episodes: list[dict] = []
+        active = list(range(len(self.envs)))
+        t_gen = t_env = 0.0
+        self._t = 0
+        while active and self._t < max_steps:
+            t0 = time.perf_counter()
+            samples = self._act(active)
+            t1 = time.perf_counter()
+            still = []
+            for i, sample in zip(active, samples):
+                if not self._record(i, sample, self._step_env(i, sample), transitions, episodes):
+                    still.append(i)
+            t_env += time.perf_counter() - t1
+            t_gen += t1 - t0
+            active = still
+            self._t += 1
+        return Rollout(transitions, len(self.envs), 0, None, {}, episodes, {"generate": t_gen, "env": t_env})
