@@ -38,6 +38,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlvlm.config import load_config
+    from rlvlm.train.config import TrainConfig
+    from rlvlm.train.rl import train
+
+    spec, overrides = _split_spec(args.args)
+    cfg = load_config(TrainConfig, spec or "numberline", overrides)
+    _quiet_transformers()
+    train(cfg)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlvlm.train.evaluate import evaluate_run
+
+    _quiet_transformers()
+    report = evaluate_run(args.path, args.overrides)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _split_spec(items: list[str]) -> tuple[str | None, list[str]]:
+    """First positional without '=' is the preset name or YAML file; the rest are key=value."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+class _TrainHelp(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        from rlvlm.config import describe_config, list_presets
+        from rlvlm.train.config import TrainConfig
+
+        print("usage: rlvlm train [PRESET | FILE.yaml] [key=value ...]\n")
+        print("presets: " + ", ".join(list_presets()) + " (default: numberline)\n")
+        print("fields (dotted keys for key=value overrides):")
+        print(describe_config(TrainConfig))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlvlm.models.tiny import ARCHS, SIZES
 
@@ -50,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny", choices=tuple(SIZES))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("train", add_help=False, help="SFT warm-start + PPO/GRPO in a visual environment")
+    p.add_argument("-h", "--help", action=_TrainHelp, nargs=0, help="list presets and every config field")
+    p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint on held-out seeds")
+    p.add_argument("path", help="run directory or checkpoints/step-N directory")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="episodes=N seed=S temperature=T")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="end-to-end check: tiny model -> policy -> image-token check -> samples")
     p.add_argument("--output-dir", default="runs/demo")

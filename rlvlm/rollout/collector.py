@@ -91,6 +91,8 @@ class Collector:
         self._ep_return = [0.0] * len(envs)
         self._ep_len = [0] * len(envs)
         self._ep_invalid = [0] * len(envs)
+        self._ep_seed = [0] * len(envs)
+        self._ep_actions: list[list[str]] = [[] for _ in envs]
         self._t = 0
 
     @property
@@ -114,6 +116,33 @@ class Collector:
         self._episode_counter += 1
         self._group[i] = group_id
         self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = 0.0, 0, 0
+        self._ep_seed[i], self._ep_actions[i] = seed, []
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: seeds, counters and each env's
+        current episode as (reset seed, actions so far). Envs are deterministic
+        given both, so restoring replays the actions instead of pickling envs."""
+        return {
+            "next_seed": self._next_seed, "episode_counter": self._episode_counter, "t": self._t,
+            "started": self._obs[0] is not None,
+            "envs": [{"seed": self._ep_seed[i], "actions": list(self._ep_actions[i]), "episode": self._episode[i],
+                      "group": self._group[i], "return": self._ep_return[i], "length": self._ep_len[i],
+                      "invalid": self._ep_invalid[i]} for i in range(len(self.envs))],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._next_seed, self._episode_counter, self._t = state["next_seed"], state["episode_counter"], state["t"]
+        if not state["started"]:
+            return
+        for i, e in enumerate(state["envs"]):
+            obs, info = self.envs[i].reset(seed=e["seed"])
+            for action in e["actions"]:
+                obs, _, _, _, info = self.envs[i].step(action)
+            self._obs[i], self._info[i] = obs, info
+            self._ep_seed[i], self._ep_actions[i] = e["seed"], list(e["actions"])
+            self._episode[i], self._group[i] = e["episode"], e["group"]
+            self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = e["return"], e["length"], e["invalid"]
 
     def reset(self) -> None:
         for g in range(len(self.envs) // self.group_size):
@@ -136,6 +165,7 @@ class Collector:
 
     def _record(self, i: int, sample: Sample, out, transitions: list[Transition], episodes: list[dict]) -> bool:
         obs, reward, terminated, truncated, info = out
+        self._ep_actions[i].append(sample.text)
         self._ep_return[i] += reward
         self._ep_len[i] += 1
         self._ep_invalid[i] += int(not info.get("action_valid", True))

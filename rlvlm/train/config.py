@@ -1,0 +1,135 @@
+"""Typed configuration of `rlvlm train` (PPO / GRPO with an SFT warm-start).
+
+Every field documents itself (`rlvlm train --help` prints them). Presets in
+rlvlm/presets/*.yaml set fields; `key=value` overrides with dotted keys come
+last. Defaults follow RL4VLM where it gives one (gamma 0.9, GAE lambda 0.95,
+clip 0.1, 4 epochs, value coefficient 0.5, thought coefficient 0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from rlvlm.config import FF, F
+from rlvlm.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = F("tiny:qwen2_vl", "hub id, model directory, saved policy, or tiny:ARCH[:SIZE[:SEED]] "
+                          "to build a from-scratch model into the cache")
+    dtype: Literal["float32", "bfloat16", "float16"] = F("float32", "float32 | bfloat16 | float16")
+    device: str = F("cpu", "torch device, e.g. cpu or cuda")
+    lora_r: int = F(0, "LoRA rank; 0 trains all weights")
+    lora_alpha: float = F(32.0, "LoRA alpha")
+    lora_vision: bool = F(False, "also put LoRA on the vision tower")
+    value_head: bool = F(True, "MLP value head on the last prompt token (needed by PPO/GAE)")
+    gradient_checkpointing: bool = F(False, "trade compute for activation memory")
+    reference: Literal["auto", "copy", "none"] = F("auto", "KL reference: auto (LoRA-disabled model if LoRA), copy (frozen copy), none")
+    attn_implementation: str = F("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
+
+
+@dataclass
+class EnvConfig:
+    id: str = F("rlvlm/NumberLine-v0", "gymnasium id of the environment")
+    image_size: int = F(84, "rendered image side in pixels")
+    prompt_style: Literal["cot", "action_only"] = F("cot", "cot (thoughts + action JSON) | action_only")
+    kwargs: dict = FF(dict, "extra keyword arguments for gymnasium.make")
+
+
+@dataclass
+class RolloutConfig:
+    num_envs: int = F(16, "environments stepped in lockstep (one generation batch)")
+    num_steps: int = F(8, "steps per env per update (PPO); GRPO plays whole episodes")
+    group_size: int = F(1, "envs sharing a reset seed (GRPO groups); must divide num_envs")
+    temperature: float = F(1.0, "sampling temperature during training")
+    top_p: float = F(1.0, "nucleus sampling during training")
+    max_new_tokens: int = F(48, "completion length cap")
+
+
+@dataclass
+class AlgoConfig:
+    name: Literal["ppo", "grpo"] = F("ppo", "ppo (value head + GAE) | grpo (no critic, group advantages)")
+    advantage: Literal["gae", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = F("gae", "gae | grpo | dr_grpo | rloo | reinforce_pp (grpo algo defaults to grpo)")
+    ratio_level: Literal["action", "token"] = F("action", "action: one ratio per env step from lambda*thought + action log-probs; "
+                         "token: per-token ratios")
+    thought_coef: float = F(0.5, "lambda weighting thought-token log-probs in the action log-prob (RL4VLM)")
+    gamma: float = F(0.9, "discount")
+    lam: float = F(0.95, "GAE lambda")
+    clip_low: float = F(0.1, "PPO clip below 1")
+    clip_high: Optional[float] = F(None, "PPO clip above 1 (clip-higher); None = clip_low")
+    epochs: int = F(4, "optimisation epochs over each rollout")
+    minibatch_size: int = F(32, "env steps per minibatch")
+    lr: float = F(1e-5, "Adam learning rate")
+    lr_schedule: Literal["cosine", "constant"] = F("cosine", "cosine | constant")
+    warmup_updates: int = F(0, "linear warm-up updates")
+    weight_decay: float = F(0.0, "AdamW weight decay")
+    value_coef: float = F(0.5, "value loss weight")
+    value_clip: Optional[float] = F(None, "clip range of the value update (None: unclipped)")
+    entropy_coef: float = F(0.0, "entropy bonus weight (fixed), or the start value when adaptive")
+    target_entropy: Optional[float] = F(None, "per-token entropy target for an adaptive coefficient")
+    kl_coef: float = F(0.0, "weight of KL to the reference policy (0: off)")
+    kl_estimator: Literal["k1", "k2", "k3"] = F("k3", "k1 | k2 | k3")
+    max_grad_norm: float = F(1.0, "gradient clipping")
+    normalize_advantages: bool = F(True, "whiten advantages per rollout")
+    reward_norm: bool = F(False, "scale rewards by a running std of discounted returns")
+    aggregation: Literal["token_mean", "seq_mean", "seq_mean_token_sum"] = F("token_mean", "token-level loss aggregation: token_mean | seq_mean | seq_mean_token_sum")
+
+
+@dataclass
+class SFTConfig:
+    episodes: int = F(0, "oracle demonstration episodes for the warm-start (0: no SFT)")
+    epochs: int = F(3, "passes over the demonstrations")
+    lr: float = F(1e-3, "learning rate")
+    batch_size: int = F(16, "demonstrations per step")
+    seed: int = F(500_000, "first reset seed of demonstration episodes (disjoint from RL and eval seeds)")
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = F(200, "held-out episodes for the SFT and final evaluations")
+    every: int = F(0, "evaluate every N updates during training (0: only SFT and final)")
+    during_episodes: int = F(64, "episodes of each periodic evaluation")
+    temperature: float = F(0.0, "0 = greedy decoding")
+    num_envs: int = F(32, "envs per evaluation batch")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = FF(ModelConfig, "policy model")
+    env: EnvConfig = FF(EnvConfig, "environment")
+    rollout: RolloutConfig = FF(RolloutConfig, "rollout collection")
+    algo: AlgoConfig = FF(AlgoConfig, "RL algorithm")
+    sft: SFTConfig = FF(SFTConfig, "supervised warm-start")
+    eval: EvalConfig = FF(EvalConfig, "evaluation")
+    updates: int = F(20, "RL updates (rollout + optimisation rounds)")
+    seed: int = F(0, "seed for envs, sampling and data order")
+    output_dir: str = F("runs/numberline", "run directory")
+    checkpoint_every: int = F(0, "checkpoint every N updates (0: only at the end)")
+    resume: Optional[str] = F(None, "checkpoint directory (or run directory) to continue from")
+    log_every: int = F(1, "print a progress line every N updates")
+    extra: dict[str, Any] = FF(dict, "free-form notes stored with the run")
+
+    def validate(self) -> None:
+        a, r = self.algo, self.rollout
+        if a.name not in ("ppo", "grpo"):
+            raise ConfigError(f"algo.name={a.name!r} must be ppo or grpo")
+        if a.ratio_level not in ("action", "token"):
+            raise ConfigError(f"algo.ratio_level={a.ratio_level!r} must be action or token")
+        if a.name == "ppo" and a.advantage == "gae" and not self.model.value_head:
+            raise ConfigError("algo.advantage=gae needs a critic; set model.value_head=true or algo.name=grpo")
+        if a.name == "grpo" and a.advantage == "gae":
+            a.advantage = "grpo"
+        if a.name == "grpo" and r.group_size < 2:
+            raise ConfigError(f"rollout.group_size={r.group_size}: grpo needs groups of >= 2 (e.g. 4)")
+        if r.num_envs % r.group_size:
+            raise ConfigError(f"rollout.group_size={r.group_size} must divide rollout.num_envs={r.num_envs}")
+        for name, value in (("updates", self.updates), ("algo.epochs", a.epochs), ("rollout.num_envs", r.num_envs),
+                            ("rollout.num_steps", r.num_steps), ("algo.minibatch_size", a.minibatch_size)):
+            if value < 1:
+                raise ConfigError(f"{name}={value} must be >= 1")
+        if a.lr <= 0:
+            raise ConfigError(f"algo.lr={a.lr} must be > 0")
+        if not 0 < a.clip_low < 1:
+            raise ConfigError(f"algo.clip_low={a.clip_low} must be in (0, 1)")

@@ -1,0 +1,90 @@
+"""The run directory of `rlvlm train`: config, metrics, progress, checkpoints, report.
+
+Layout (../shared/DESIGN.md): config.yaml, metrics.jsonl, TensorBoard events,
+checkpoints/step-N/, report.json, report.md, curves.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlvlm.config import config_to_dict, dump_config_yaml
+from rlvlm.train.checkpoint import load_checkpoint, policy_dir, resolve_checkpoint, save_checkpoint
+from rlvlm.train.run_dir import RunLogger, plot_curves, write_report
+
+# Metrics shown on the progress bar, with short labels.
+_BAR = (("rollout/success_rate", "succ"), ("rollout/return", "ret"), ("rollout/invalid_action_rate", "inv"),
+        ("policy/entropy", "ent"), ("eval/success_rate", "eval"))
+
+
+class RunOutputs:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dir = Path(cfg.output_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_dict = config_to_dict(cfg)
+        dump_config_yaml(cfg, self.dir / "config.yaml")
+        self.logger = RunLogger(self.dir)
+        self._phase_totals: dict[str, float] = {}
+
+    # ------------------------------------------------------------ progress
+    def progress_bar(self, total: int, initial: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc="rl", unit="upd", dynamic_ncols=True)
+
+    def log(self, metrics: dict, bar) -> None:
+        for k, v in metrics.items():
+            if k.startswith("time/"):
+                self._phase_totals[k[5:]] = self._phase_totals.get(k[5:], 0.0) + v
+        self.logger.log(metrics, step=metrics.get("update", 0))
+        bar.set_postfix({label: f"{metrics[k]:.2f}" for k, label in _BAR if k in metrics}, refresh=False)
+        bar.update(1)
+
+    def phase_totals(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in sorted(self._phase_totals.items())}
+
+    # --------------------------------------------------------- checkpoints
+    def checkpoint(self, update: int, env_steps: int, policy, optimizer, scheduler, entropy_ctl, scaler,
+                   collector, report: dict) -> Path:
+        extra = {
+            "update": update, "env_steps": env_steps, "collector": collector.state_dict(),
+            "entropy_ctl": entropy_ctl.state_dict(), "reward_scaler": scaler.state_dict() if scaler else None,
+            "report": report, "phase_totals": self._phase_totals,
+        }
+        return save_checkpoint(self.dir, update, policy_save_fn=policy.save, optimizer=optimizer,
+                               scheduler=scheduler, extra_state=extra, config_dict=self.config_dict)
+
+    def maybe_resume(self, policy) -> dict:
+        """Load weights from cfg.resume (a checkpoint or a run dir); {} when not resuming."""
+        if not self.cfg.resume:
+            return {}
+        ckpt = resolve_checkpoint(self.cfg.resume)
+        from rlvlm.models.policy import load_policy
+
+        saved = load_policy(policy_dir(ckpt))
+        policy.load_state_dict(saved.state_dict())
+        self._resume_from = ckpt
+        return {"checkpoint": ckpt}
+
+    def restore_training(self, state: dict, optimizer, scheduler, entropy_ctl, scaler, collector) -> int:
+        if not state:
+            return 0
+        extra = load_checkpoint(state["checkpoint"], optimizer, scheduler)
+        entropy_ctl.load_state_dict(extra["entropy_ctl"])
+        if scaler is not None and extra.get("reward_scaler"):
+            scaler.load_state_dict(extra["reward_scaler"])
+        collector.load_state_dict(extra["collector"])
+        self._phase_totals = dict(extra.get("phase_totals", {}))
+        state.update(env_steps=extra["env_steps"], report=extra["report"])
+        return int(extra["update"])
+
+    # -------------------------------------------------------------- report
+    def finish(self, report: dict) -> None:
+        self.logger.close()
+        write_report(self.dir, report)
+        sft = report.get("sft", {}).get("success_rate")
+        plot_curves(self.dir / "metrics.jsonl", self.dir / "curves.png", x="rollout/env_steps",
+                    ys=["rollout/success_rate", "rollout/return"], hlines={"SFT (eval)": sft} if sft is not None else {})
+
+

@@ -1,0 +1,265 @@
+"""`rlvlm train`: PPO / GRPO on a VLM policy in a visual environment.
+
+`train(cfg)` reads top to bottom as named, timed phases:
+
+    setup       model (built into the cache if tiny:...), policy, image-token check, envs
+    sft         oracle demonstrations -> supervised warm-start, then held-out eval
+    per update: rollout -> reward -> score -> advantage -> update -> log (-> eval -> checkpoint)
+    final       held-out eval, report.json / report.md / curves.png
+
+Every phase's seconds are logged under `time/<phase>`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlvlm import algos
+from rlvlm.errors import ConfigError
+from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
+from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
+from rlvlm.rollout.collector import Collector
+from rlvlm.train.config import TrainConfig
+from rlvlm.train.ppo_step import Batch, compute_advantages, ppo_update, rollout_rewards
+
+
+class PhaseTimer:
+    """Accumulates wall-clock seconds per named phase."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def pop(self) -> dict[str, float]:
+        out = {f"time/{k}": v for k, v in self.seconds.items()}
+        self.seconds = {}
+        return out
+
+
+def resolve_model(name_or_path: str) -> str:
+    """`tiny:ARCH[:SIZE[:SEED]]` builds (once) a cached from-scratch model; anything else passes through."""
+    if not name_or_path.startswith("tiny:"):
+        return name_or_path
+    from rlvlm.models.tiny import cached_tiny_model
+
+    parts = name_or_path.split(":")[1:]
+    arch = parts[0] if parts and parts[0] else "qwen2_vl"
+    size = parts[1] if len(parts) > 1 else "tiny"
+    try:
+        seed = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise ConfigError(f"model.name_or_path={name_or_path!r}: the seed in tiny:ARCH:SIZE:SEED must be an integer")
+    return str(cached_tiny_model(arch, size, seed))
+
+
+def make_env_factory(cfg: TrainConfig):
+    import gymnasium as gym
+
+    import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
+
+    kwargs = dict(cfg.env.kwargs)
+    kwargs.setdefault("image_size", cfg.env.image_size)
+    kwargs.setdefault("prompt_style", cfg.env.prompt_style)
+    try:
+        gym.spec(cfg.env.id)
+    except gym.error.Error as err:
+        from rlvlm.errors import did_you_mean
+
+        ids = [k for k in gym.registry if k.startswith("rlvlm/")]
+        raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}") from err
+
+    def make():
+        return gym.make(cfg.env.id, disable_env_checker=True, **kwargs)
+
+    make().close()  # fail on bad env kwargs now, before any work
+    return make
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_policy(cfg: TrainConfig):
+    m = cfg.model
+    lora = None
+    if m.lora_r > 0:
+        lora = {"r": m.lora_r, "alpha": m.lora_alpha, "vision": m.lora_vision}
+    options = PolicyOptions(dtype=m.dtype, device=m.device, lora=lora, value_head=m.value_head,
+                            gradient_checkpointing=m.gradient_checkpointing, reference=m.reference,
+                            attn_implementation=m.attn_implementation)
+    return load_policy(resolve_model(m.name_or_path), **{k: getattr(options, k) for k in
+                                                          ("dtype", "device", "lora", "value_head",
+                                                           "gradient_checkpointing", "reference",
+                                                           "attn_implementation")})
+
+
+def cosine_schedule(optimizer, total: int, warmup: int, kind: str):
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
+    trs = rollout.transitions
+    eps = rollout.episodes
+    m = {
+        "rollout/steps": len(trs),
+        "rollout/reward_mean": float(rewards.mean()) if len(rewards) else 0.0,
+        "rollout/invalid_action_rate": float(np.mean([not tr.info.get("action_valid", True) for tr in trs])),
+        "rollout/completion_tokens": float(np.mean([tr.sample.num_tokens for tr in trs])),
+        "rollout/truncated_completions": float(np.mean([tr.sample.truncated for tr in trs])),
+        "rollout/episodes": len(eps),
+        "rollout/env_errors": sum(e["error"] for e in eps),
+    }
+    if eps:
+        m["rollout/success_rate"] = float(np.mean([e["success"] for e in eps]))
+        m["rollout/return"] = float(np.mean([e["return"] for e in eps]))
+        m["rollout/episode_length"] = float(np.mean([e["length"] for e in eps]))
+    return m
+
+
+def train(cfg: TrainConfig, progress=print) -> dict:
+    """Run SFT warm-start + RL as configured; returns the report dict (also written to output_dir)."""
+    from rlvlm.train.outputs import RunOutputs
+
+    cfg.validate()
+    timer = PhaseTimer()
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    out = RunOutputs(cfg)
+
+    # ---------------------------------------------------------------- setup
+    with timer("setup"):
+        make_env = make_env_factory(cfg)
+        policy = build_policy(cfg)
+        from rlvlm.models.checks import check_image_tokens
+
+        image_check = check_image_tokens(policy, cfg.env.image_size)
+        eval_kwargs = dict(episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
+                           sampling=SamplingConfig(temperature=cfg.eval.temperature,
+                                                   max_new_tokens=cfg.rollout.max_new_tokens),
+                           num_envs=cfg.eval.num_envs)
+    progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable), "
+             f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
+
+    state = out.maybe_resume(policy)
+    report: dict = state.get("report", {"config": out.config_dict})
+
+    # ------------------------------------------------------------------ sft
+    if not state:
+        if cfg.sft.episodes > 0:
+            with timer("sft"):
+                from rlvlm.train.sft import collect_demonstrations, sft_train
+
+                demos = collect_demonstrations(make_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed)
+                sft_metrics = sft_train(policy, demos, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
+                                        batch_size=cfg.sft.batch_size, seed=cfg.seed,
+                                        progress=lambda s: progress(f"[sft] {s}"))
+            report["sft_training"] = sft_metrics
+        with timer("eval"):
+            report["sft"] = evaluate(policy, make_env, **eval_kwargs)
+        progress(f"[eval] after warm-start: success {report['sft']['success_rate']:.3f} on "
+                 f"{report['sft']['episodes']} held-out episodes")
+
+    # ------------------------------------------------------------------- rl
+    a = cfg.algo
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    scheduler = cosine_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule)
+    entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
+    scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None
+    sampling = SamplingConfig(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                              max_new_tokens=cfg.rollout.max_new_tokens)
+    envs = [make_env() for _ in range(cfg.rollout.num_envs)]
+    collector = Collector(envs, policy, sampling, seed=cfg.seed, group_size=cfg.rollout.group_size,
+                          need_values=a.advantage == "gae")
+    start_update = out.restore_training(state, optimizer, scheduler, entropy_ctl, scaler, collector)
+    env_steps = state.get("env_steps", 0)
+    bar = out.progress_bar(cfg.updates, start_update)
+    for update in range(start_update, cfg.updates):
+        with timer("rollout"):
+            rollout = (collector.collect_steps(cfg.rollout.num_steps) if a.advantage == "gae"
+                       else collector.collect_episodes())
+        with timer("reward"):
+            rewards = rollout_rewards(rollout)
+            raw_rewards = rewards.clone()
+            if scaler is not None and a.advantage == "gae":
+                T, N = rollout.num_steps, rollout.num_envs
+                dones = torch.tensor([tr.done for tr in rollout.transitions], dtype=torch.float32).view(T, N)
+                rv = rewards.view(T, N)
+                rewards = torch.stack([scaler.scale(rv[t], dones[t]) for t in range(T)]).reshape(-1)
+            bad_reward = not torch.isfinite(rewards).all()
+        samples = [tr.sample for tr in rollout.transitions]
+        with timer("score"):
+            ref = None
+            if a.kl_coef > 0:  # reference log-probs once per rollout, not per epoch
+                ref = []
+                for i in range(0, len(samples), a.minibatch_size):
+                    chunk = samples[i:i + a.minibatch_size]
+                    mat = policy.reference_logprobs(chunk)
+                    ref.extend(mat[j, : s.num_tokens] for j, s in enumerate(chunk))
+        with timer("advantage"):
+            adv, ret = compute_advantages(rollout, a, rewards)
+            old_values = torch.tensor([s.value if s.value is not None else 0.0 for s in samples])
+        metrics = {"update": update + 1}
+        if bad_reward or not torch.isfinite(adv).all():
+            metrics["update/skipped_nonfinite"] = 1  # a NaN/inf reward: skip this update, keep training
+        else:
+            with timer("update"):
+                batch = Batch(samples, adv, ret, old_values, ref)
+                metrics.update(ppo_update(policy, optimizer, batch, a, entropy_coef=entropy_ctl.coef,
+                                          seed=cfg.seed * 100_003 + update, scheduler=scheduler))
+            if entropy_ctl.adaptive and "policy/entropy" in metrics:
+                entropy_ctl.update(metrics["policy/entropy"])
+        env_steps += len(rollout)
+        with timer("log"):
+            metrics.update(rollout_metrics(rollout, raw_rewards))
+            metrics["rollout/env_steps"] = env_steps
+            metrics["value/explained_var"] = algos.explained_variance(old_values, ret) if a.advantage == "gae" else 0.0
+            metrics["policy/lr"] = scheduler.get_last_lr()[0]
+            metrics["time/generate"] = rollout.seconds.get("generate", 0.0)
+            metrics["time/env"] = rollout.seconds.get("env", 0.0)
+        if cfg.eval.every and (update + 1) % cfg.eval.every == 0 and update + 1 < cfg.updates:
+            with timer("eval"):
+                ev = evaluate(policy, make_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})
+            metrics["eval/success_rate"] = ev["success_rate"]
+        metrics.update(timer.pop())
+        out.log(metrics, bar)
+        if cfg.checkpoint_every and (update + 1) % cfg.checkpoint_every == 0:
+            out.checkpoint(update + 1, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector,
+                           report)
+    bar.close()
+
+    # ---------------------------------------------------------------- final
+    with timer("eval"):
+        report["final"] = evaluate(policy, make_env, **eval_kwargs)
+    report["env_steps"] = env_steps
+    report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    report["phase_seconds"] = out.phase_totals()
+    out.checkpoint(cfg.updates, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector, report)
+    out.finish(report)
+    sft_sr = report.get("sft", {}).get("success_rate", float("nan"))
+    progress(f"[done] success {sft_sr:.3f} after warm-start -> {report['final']['success_rate']:.3f} after RL "
+             f"({report['wall_seconds']:.0f}s); report: {Path(cfg.output_dir) / 'report.json'}")
+    return report

@@ -1,0 +1,65 @@
+"""Supervised warm-start on oracle demonstrations (chain-of-thought JSON replies).
+
+As in RL4VLM, SFT gives the model the reply format and RL gives it the skill:
+the loss is the negative log-likelihood of the completion tokens only (the
+prompt and image are conditioning), including the end-of-turn token so the
+model learns to stop.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable
+
+import torch
+
+from rlvlm.models.policy import Policy
+
+
+def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: int) -> list[tuple[dict, str]]:
+    """(observation, oracle reply) pairs from `episodes` oracle-played episodes, seeds seed, seed+1, ..."""
+    env = make_env()
+    base = getattr(env, "unwrapped", env)
+    pairs: list[tuple[dict, str]] = []
+    for k in range(episodes):
+        obs, info = env.reset(seed=seed + k)
+        done = False
+        while not done:
+            reply = base.oracle_reply(info)
+            pairs.append((obs, reply))
+            obs, _, terminated, truncated, info = env.step(reply)
+            done = terminated or truncated
+    return pairs
+
+
+def sft_train(policy: Policy, demos: list[tuple[dict, str]], *, epochs: int, lr: float, batch_size: int,
+              seed: int, progress: Callable[[str], None] | None = None) -> dict:
+    """Fit the policy to the demonstrations; returns loss and timing metrics."""
+    if not demos:
+        return {"sft/examples": 0}
+    samples = policy.samples_from_text([o for o, _ in demos], [r for _, r in demos])
+    params = [p for n, p in policy.named_parameters() if p.requires_grad and not n.startswith("value_head")]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    order = list(range(len(samples)))
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    policy.train()
+    for epoch in range(epochs):
+        rng.shuffle(order)
+        epoch_losses = []
+        for start in range(0, len(order), batch_size):
+            batch = [samples[i] for i in order[start:start + batch_size]]
+            out = policy.score(batch)
+            loss = -(out.logprobs * out.mask).sum() / out.mask.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            epoch_losses.append(loss.item())
+        losses.append(sum(epoch_losses) / len(epoch_losses))
+        if progress:
+            progress(f"sft epoch {epoch + 1}/{epochs}: nll {losses[-1]:.4f}")
+    return {"sft/examples": len(samples), "sft/final_nll": losses[-1], "sft/first_nll": losses[0],
+            "time/sft": time.perf_counter() - t0}
