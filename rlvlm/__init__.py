@@ -26,7 +26,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rlvlm' has no attribute {name!r}")
 
 
-try:  # environments register themselves under rlvlm/...-v0
-    from rlvlm import envs as _envs  # noqa: F401
-except ImportError:  # pragma: no cover - only while the envs package is being built
-    pass
+# Environments register themselves with gymnasium under rlvlm/...-v0 (no torch).
+from rlvlm import envs as _envs  # noqa: E402, F401

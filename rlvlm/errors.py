@@ -33,3 +33,7 @@ def did_you_mean(name: str, choices) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+class OptionalDependencyError(RlvlmError, ImportError):
+    """A feature needs an optional package that is not installed."""
