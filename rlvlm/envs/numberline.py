@@ -11,7 +11,7 @@ Rules (../shared/MISSION.md):
 from __future__ import annotations
 
 from rlvlm.envs.base import TextImageEnv, check_int, reply_format
-from rlvlm.envs.render import draw_text, new_canvas
+from rlvlm.envs.render import draw_text, fit_size, new_canvas
 from rlvlm.errors import ConfigError
 
 
@@ -52,10 +52,18 @@ class NumberLineEnv(TextImageEnv):
         img, draw = new_canvas(s)
         pad = s * 0.06
         half = (s - 2 * pad) / 2
-        # Two lines, each fitted to the full width: the digits are what matter.
-        for i, line in enumerate((f"Target: {self.target}", f"Current: {self.current}")):
-            top = pad + i * half
-            draw_text(draw, (pad, top + half * 0.12, s - pad, top + half * 0.88), line)
+        # Two lines, "Target: N" and "Current: M". The numbers are what the
+        # model must read, so each gets its own box and is drawn as tall as
+        # the line allows; the labels fill the rest of the width.
+        # Both lines share one label size and one number size (fitted to the
+        # longest label and the widest number), so the layout never shifts.
+        line_h = half * 0.8
+        label_size = fit_size("Current:", int(s * 0.64 - pad), int(line_h * 0.7))
+        number_size = fit_size(str(self.max_position), int(s * 0.33 - pad), int(line_h))
+        for i, (label, value) in enumerate((("Target:", self.target), ("Current:", self.current))):
+            top = pad + i * half + half * 0.1
+            draw_text(draw, (pad, top, s * 0.64, top + line_h), label, align="left", max_size=label_size)
+            draw_text(draw, (s * 0.67, top, s - pad, top + line_h), str(value), max_size=number_size)
         return img
 
     def _instructions(self) -> str:

@@ -48,7 +48,7 @@ def new_canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
 
 
 @lru_cache(maxsize=4096)
-def _fit_size(text: str, max_w: int, max_h: int, bold: bool) -> int:
+def fit_size(text: str, max_w: int, max_h: int, bold: bool = True) -> int:
     """Largest font size whose rendered `text` fits in max_w x max_h."""
     lo, hi = 1, max(1, int(max_h * 1.4))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -67,7 +67,7 @@ def draw_text(draw: ImageDraw.ImageDraw, box, text: str, *, fill=BLACK, bold: bo
     font size used. `align` is "center" or "left"."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     w, h = max(1, x1 - x0), max(1, y1 - y0)
-    size = _fit_size(text, w, h, bold)
+    size = fit_size(text, w, h, bold)
     if max_size is not None:
         size = min(size, max_size)
     f = font(size, bold)
