@@ -34,7 +34,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/rlvlm demo
+	$(BIN)/rlvlm train
 
 test: install-dev
 	$(BIN)/python -m pytest -q

@@ -28,16 +28,6 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Build a tiny model, load it as a policy, check image tokens and sample."""
-    from rlvlm.models.demo import run_demo
-
-    _quiet_transformers()
-    report = run_demo(args.output_dir, arch=args.arch, seed=args.seed)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from rlvlm.config import load_config
     from rlvlm.train.config import TrainConfig
@@ -101,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="episodes=N seed=S temperature=T")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="end-to-end check: tiny model -> policy -> image-token check -> samples")
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--arch", default="qwen2_vl", choices=ARCHS)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

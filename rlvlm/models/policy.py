@@ -179,6 +179,7 @@ class Policy(nn.Module):
         self.to(options.device)
         self.stop_token_ids = _stop_token_ids(hf, self.tokenizer)
         self.turn_end_ids = _turn_end_ids(self.processor, self.stop_token_ids)
+        self.blocked_token_ids = _vision_token_ids(hf.config, self.processor)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -224,7 +225,7 @@ class Policy(nn.Module):
         prompts = [self.build_prompt(text, im is not None) for im, text in parts]
         enc = self._encode(prompts, images)
         P = enc["input_ids"].shape[1]
-        clock = _StepClock()
+        clock = _StepClock(self.blocked_token_ids)
         greedy = sampling.temperature == 0
         gen_kwargs = dict(
             max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
@@ -244,7 +245,7 @@ class Policy(nn.Module):
         seqs = gen.sequences[:, P:]
         temp = 1.0 if greedy else sampling.temperature
         # (B, Tc, V) logits -> log-probs of the chosen tokens under softmax(logits / T).
-        logits = torch.stack(gen.logits, dim=1).float()
+        logits = _block(torch.stack(gen.logits, dim=1).float(), self.blocked_token_ids)
         chosen = torch.log_softmax(logits / temp, dim=-1).gather(-1, seqs[:, : logits.shape[1], None]).squeeze(-1)
         values = None
         if self.value_head is not None and captured:
@@ -381,11 +382,12 @@ class Policy(nn.Module):
             out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,
                         output_hidden_states=self.value_head is not None and not use_reference, use_cache=False)
         temps = torch.tensor([s.temperature for s in samples], device=self.device).view(-1, 1, 1)
-        logits = out.logits[:, :-1].float() / temps
+        logits = _block(out.logits[:, :-1].float(), self.blocked_token_ids) / temps
         logp_all = torch.log_softmax(logits, dim=-1)
         targets = inputs["input_ids"][:, -n_c:] if n_c else inputs["input_ids"][:, :0]
         lp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        ent = -(logp_all.exp() * logp_all).sum(-1)
+        # Blocked tokens have log-prob -inf and probability 0; 0 * -inf would be NaN.
+        ent = -(logp_all.exp() * logp_all.masked_fill(torch.isinf(logp_all), 0.0)).sum(-1)
         lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
         ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
         val = None
@@ -493,14 +495,44 @@ def _cut_at_stop(ids: list[int], stop: list[int]) -> tuple[list[int], bool]:
     return ids, False
 
 
-class _StepClock:
-    """A logits processor that only records when each decoding step ran.
+def _vision_token_ids(config, processor) -> list[int]:
+    """Ids of image/video placeholder and delimiter tokens.
 
-    Gives each sample's wall-clock latency in a batch: the time at which the
-    step producing its last token finished.
+    A completion must never contain them: a sampled image placeholder makes
+    the re-scoring pass see more image tokens than images and fail. They are
+    masked out of the sampling distribution and, identically, out of the
+    scored distribution, so log-probs still agree.
+    """
+    ids: set[int] = set()
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key, value in (vars(cfg).items() if cfg is not None else ()):
+            if (key.endswith(("_token_id", "_token_index")) and isinstance(value, int)
+                    and any(w in key for w in ("image", "video", "vision", "boi", "eoi"))):
+                ids.add(value)
+    for key in ("image_token_id", "video_token_id", "fake_image_token_id", "global_image_token_id"):
+        value = getattr(processor, key, None)
+        if isinstance(value, int):
+            ids.add(value)
+    vocab = config.get_text_config().vocab_size
+    return sorted(i for i in ids if 0 <= i < vocab)
+
+
+def _block(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    if ids:
+        logits = logits.clone()
+        logits[..., ids] = float("-inf")
+    return logits
+
+
+class _StepClock:
+    """A logits processor that masks vision tokens and records when each step ran.
+
+    The timestamps give each sample's wall-clock latency in a batch: the time
+    at which the step producing its last token finished.
     """
 
-    def __init__(self):
+    def __init__(self, blocked: list[int]):
+        self.blocked = blocked
         self.t0 = 0.0
         self.stamps: list[float] = []
 
@@ -510,7 +542,7 @@ class _StepClock:
 
     def __call__(self, input_ids, scores):
         self.stamps.append(time.perf_counter() - self.t0)
-        return scores
+        return _block(scores, self.blocked)
 
     def elapsed_at(self, n_tokens: int) -> float:
         if not self.stamps or n_tokens == 0:

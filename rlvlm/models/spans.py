@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 
-# The JSON key, tolerant of spacing and of single quotes as models write them.
-_ACTION_KEY = re.compile(r"""["']action["']\s*:""", re.IGNORECASE)
+# The JSON key that holds the decision ("action" for agents, "answer" for QA),
+# tolerant of spacing and of single quotes as models write them.
+_ACTION_KEY = re.compile(r"""["'](?:action|answer)["']\s*:""", re.IGNORECASE)
 
 
 def find_action_key(text: str) -> int | None:
-    """Character index where the first `"action":` key starts, or None."""
+    """Character index where the first `"action":` (or `"answer":`) key starts, or None."""
     m = _ACTION_KEY.search(text)
     return m.start() if m else None
 

@@ -165,7 +165,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 
     state = out.maybe_resume(policy)
-    report: dict = state.get("report", {"config": out.config_dict})
+    report: dict = state.get("report", {})
 
     # ------------------------------------------------------------------ sft
     if not state:

@@ -49,6 +49,7 @@ def test_sample_score_agree(tiny_dirs, arch, lora):
     obs = _observations(3)
     samples = policy.sample(obs, SamplingConfig(temperature=0.8, max_new_tokens=10, n=2))
     assert len(samples) == 6
+    assert not any(t in policy.blocked_token_ids for s in samples for t in s.completion_ids)
     assert all(s.prompt_text == samples[2 * (i // 2)].prompt_text for i, s in enumerate(samples))
     scored = policy.score(samples)
     B, Tc = scored.logprobs.shape

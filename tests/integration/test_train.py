@@ -1,0 +1,124 @@
+"""The training driver end to end on CPU with tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlvlm.config import load_config
+from rlvlm.errors import ConfigError
+from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.models.tiny import ARCHS, build_tiny_model
+from rlvlm.rollout.collector import Collector
+from rlvlm.train.config import TrainConfig
+from rlvlm.train.rl import train
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m") / "qwen"
+    build_tiny_model(d, "qwen2_vl", "tiny", seed=0)
+    return d
+
+
+def _cfg(model_dir, out, *extra):
+    return load_config(TrainConfig, "smoke", [f"model.name_or_path={model_dir}", f"output_dir={out}", *extra])
+
+
+def test_smoke_preset_writes_run_outputs(model_dir, tmp_path):
+    report = train(_cfg(model_dir, tmp_path / "run"), progress=lambda s: None)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "report.json", "report.md", "curves.png"):
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all("time/rollout" in m and "rollout/env_steps" in m for m in lines)
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["final"]["episodes"] == 8 and "sft" in saved
+    assert 0.0 <= report["final"]["success_rate"] <= 1.0
+    assert list((run / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_smoke_every_architecture(arch, tmp_path):
+    d = tmp_path / arch
+    build_tiny_model(d, arch, "tiny", seed=0)
+    cfg = _cfg(d, tmp_path / "run", "updates=1", "sft.episodes=1", "eval.episodes=2")
+    report = train(cfg, progress=lambda s: None)
+    assert report["final"]["episodes"] == 2
+
+
+def test_resume_matches_uninterrupted_run(model_dir, tmp_path):
+    common = ["updates=3", "checkpoint_every=1", "sft.episodes=0", "eval.episodes=2", "algo.lr=0.001"]
+    train(_cfg(model_dir, tmp_path / "full", *common), progress=lambda s: None)
+    # As if interrupted after update 1: a new process resumes from that checkpoint and runs to the end.
+    train(_cfg(model_dir, tmp_path / "part2", *common, f"resume={tmp_path / 'full' / 'checkpoints' / 'step-1'}"),
+          progress=lambda s: None)
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "step-3" / "policy" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part2" / "checkpoints" / "step-3" / "policy" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_old_logprobs_use_each_steps_own_prompt(model_dir):
+    """NumberLine's image changes every step; every transition must score under its own prompt/image."""
+    import gymnasium as gym
+
+    import rlvlm.envs  # noqa: F401
+
+    policy = load_policy(model_dir)
+    envs = [gym.make("rlvlm/NumberLine-v0", image_size=84) for _ in range(2)]
+    col = Collector(envs, policy, SamplingConfig(max_new_tokens=8), seed=0)
+    rollout = col.collect_steps(3)
+    images = [tr.sample.image for tr in rollout.transitions if tr.env_index == 0]
+    assert len(images) == 3
+    # Invalid actions leave the state as it was, so force distinct states via the recorded infos instead:
+    # the image recorded for a step equals the observation the env showed *at that step*.
+    env = gym.make("rlvlm/NumberLine-v0", image_size=84)
+    obs, _ = env.reset(seed=rollout.transitions[0].group_id)
+    assert np.array_equal(obs["image"], rollout.transitions[0].sample.image)
+    for tr in [t for t in rollout.transitions if t.env_index == 0][:-1]:
+        obs, *_ = env.step(tr.sample.text)
+        if tr.done:
+            break
+    samples = [tr.sample for tr in rollout.transitions]
+    scored = policy.score(samples)
+    old = torch.zeros_like(scored.logprobs)
+    for i, s in enumerate(samples):
+        old[i, : s.num_tokens] = torch.tensor(s.logprobs)
+    assert (old - scored.logprobs.detach()).abs().max() < 1e-4
+    # Scoring everything under the *first* prompt (RL4VLM's bug) would give different numbers.
+    first = samples[0]
+    wrong = [type(s)(**{**s.__dict__, "prompt_text": first.prompt_text, "image": first.image}) for s in samples]
+    changed = [not np.array_equal(s.image, first.image) for s in samples]
+    if any(changed):
+        ws = policy.score(wrong)
+        diffs = (ws.logprobs - scored.logprobs).abs().amax(dim=1)
+        assert any(d > 1e-4 for d, c in zip(diffs.tolist(), changed) if c)
+
+
+def test_config_errors_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean: algo.clip_low"):
+        load_config(TrainConfig, "smoke", ["algo.clip_lo=0.2"])
+    with pytest.raises(ConfigError, match="algo.epochs"):
+        load_config(TrainConfig, "smoke", ["algo.epochs=four"])
+    with pytest.raises(ConfigError, match="group_size"):
+        load_config(TrainConfig, "smoke", ["algo.name=grpo", "rollout.group_size=1"])
+    with pytest.raises(ConfigError, match="env.id"):
+        train(load_config(TrainConfig, "smoke", ["env.id=rlvlm/NumberLin-v0", f"output_dir={tmp_path}"]),
+              progress=lambda s: None)
+
+
+def test_grpo_runs(model_dir, tmp_path):
+    cfg = _cfg(model_dir, tmp_path / "g", "algo.name=grpo", "rollout.group_size=2", "model.value_head=false",
+               "updates=1", "sft.episodes=0", "eval.episodes=2")
+    report = train(cfg, progress=lambda s: None)
+    lines = (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["rollout/episodes"] >= 2
+    assert report["final"]["episodes"] == 2
