@@ -97,14 +97,10 @@ def encode_prompts(processor, prompts: Sequence[str], images: Sequence[np.ndarra
     kwargs: dict = dict(text=list(prompts), return_tensors="pt", padding=True)
     if images[0] is not None:
         pil = [Image.fromarray(im) for im in images]
-        # Processors that tile/batch per text (Idefics3, Gemma3) take one list per prompt.
-        kwargs["images"] = [[p] for p in pil] if _nested_images(processor) else pil
+        # One list of images per prompt: every supported processor accepts this
+        # form, and per-prompt ones (Gemma 3, Idefics3) require it.
+        kwargs["images"] = [[p] for p in pil]
     return dict(processor(**kwargs))
-
-
-def _nested_images(processor) -> bool:
-    name = type(processor).__name__
-    return name.startswith(("Idefics", "SmolVLM", "Gemma3"))
 
 
 def per_token_keys(enc: Mapping[str, torch.Tensor]) -> list[str]:

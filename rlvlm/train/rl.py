@@ -103,10 +103,7 @@ def build_policy(cfg: TrainConfig):
     options = PolicyOptions(dtype=m.dtype, device=m.device, lora=lora, value_head=m.value_head,
                             gradient_checkpointing=m.gradient_checkpointing, reference=m.reference,
                             attn_implementation=m.attn_implementation)
-    return load_policy(resolve_model(m.name_or_path), **{k: getattr(options, k) for k in
-                                                          ("dtype", "device", "lora", "value_head",
-                                                           "gradient_checkpointing", "reference",
-                                                           "attn_implementation")})
+    return load_policy(resolve_model(m.name_or_path), options)
 
 
 def cosine_schedule(optimizer, total: int, warmup: int, kind: str):
