@@ -41,10 +41,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    path, overrides = _split_spec(args.args)
+    if path is None:  # no run directory: a scripted policy in an env (env=ID policy=oracle|random)
+        from rlvlm.envs.runner import evaluate_from_args, format_summary
+
+        summary = evaluate_from_args(overrides)
+        print(format_summary(summary))
+        if summary.get("output_dir"):
+            print(f"wrote {summary['output_dir']}/report.json and observations/*.png")
+        return 0
     from rlvlm.train.evaluate import evaluate_run
 
     _quiet_transformers()
-    report = evaluate_run(args.path, args.overrides)
+    report = evaluate_run(path, overrides)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -86,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint on held-out seeds")
-    p.add_argument("path", help="run directory or checkpoints/step-N directory")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="episodes=N seed=S temperature=T")
+    p = sub.add_parser(
+        "eval", help="evaluate a run/checkpoint on held-out seeds, or a scripted policy in an env",
+        description="rlvlm eval RUN_DIR|CHECKPOINT [episodes=N seed=S temperature=T num_envs=N]\n"
+        "rlvlm eval env=ID [policy=oracle|random] [episodes=N seed=S output_dir=DIR] "
+        "[missing_info=P] [ask_for_help=multi_turn|single_turn] [ENV_OPTION=VALUE ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("args", nargs="*", metavar="RUN_DIR|key=value")
     p.set_defaults(func=cmd_eval)
 
     return parser

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 from PIL import Image
 
@@ -104,7 +105,12 @@ def evaluate_policy(
         "env_kwargs": {k: v for k, v in env_kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))},
         "missing_info": missing_info,
         "ask_for_help": ask_for_help,
+        "output_dir": output_dir,
     }
+    for key in ("asked", "abstained", "info_missing"):  # help-seeking rates, when the wrappers are on
+        flags = [bool(r[key]) for r in per_episode if key in r]
+        if flags:
+            summary[f"{key}_rate"] = float(np.mean(flags))
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "report.json"), "w") as fh:
@@ -115,12 +121,71 @@ def evaluate_policy(
     return summary
 
 
+_RUN_KEYS = {"env": str, "policy": str, "episodes": int, "seed": int, "output_dir": str, "save_images": int}
+
+
+def parse_eval_overrides(items: list[str]) -> dict:
+    """`key=value` strings from `rlvlm eval env=ID ...` into evaluate_policy
+    kwargs. Values are read as YAML scalars (safe_load: numbers, booleans,
+    lists; never code). Keys other than env/policy/episodes/seed/output_dir/
+    save_images go to the env constructor; `missing_info.modes=[blur]` style
+    dotted keys build the wrapper option dicts."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"eval argument {item!r} is not key=value; use e.g. env=rlvlm/EZPoints-v0 policy=oracle")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        if key in _RUN_KEYS:
+            want = _RUN_KEYS[key]
+            if want is str:
+                value = raw
+            elif not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"eval {key}={raw!r} must be an integer")
+            out[key] = value
+        elif "." in key:
+            head, _, sub = key.partition(".")
+            if head not in ("missing_info", "ask_for_help"):
+                raise ConfigError(f"eval key {key!r}: only missing_info.* and ask_for_help.* take dotted options")
+            current = out.get(head)
+            if not isinstance(current, dict):
+                current = {} if current is None else {"p" if head == "missing_info" else "mode": current}
+            current[sub] = value
+            out[head] = current
+        elif key in ("missing_info", "ask_for_help") and isinstance(out.get(key), dict):
+            out[key]["p" if key == "missing_info" else "mode"] = value
+        else:
+            out[key] = value
+    if "env" not in out:
+        raise ConfigError("eval of a scripted policy needs env=ID, e.g. env=rlvlm/NumberLine-v0 policy=oracle")
+    return out
+
+
+def evaluate_from_args(items: list[str]) -> dict:
+    """`rlvlm eval env=ID [policy=oracle|random] [episodes=N] ...`: evaluate and
+    return the summary. Unknown env options fail with the env's own message."""
+    kwargs = parse_eval_overrides(items)
+    env_id = kwargs.pop("env")
+    try:
+        return evaluate_policy(env_id, **kwargs)
+    except TypeError as err:  # an env constructor rejected an option
+        raise ConfigError(f"{env_id}: {err}; check the env option names (see the env's docstring)") from None
+    except gym.error.Error as err:  # unknown id, with gymnasium's own "did you mean"
+        raise ConfigError(f"env={env_id!r}: {err}") from None
+
+
 def format_summary(summary: dict) -> str:
     """One line for the terminal."""
     return (
         f"{summary['env']} policy={summary['policy']} episodes={summary['episodes']} seed={summary['seed']}: "
         f"success_rate={summary['success_rate']:.3f} mean_return={summary['mean_return']:.3f} "
         f"mean_length={summary['mean_length']:.2f} invalid_action_rate={summary['invalid_action_rate']:.3f}"
+        + "".join(f" {k}={summary[k]:.3f}" for k in ("info_missing_rate", "asked_rate", "abstained_rate") if k in summary)
     )
 
 

@@ -1,6 +1,7 @@
 """Procedural QA tasks, answer scoring, record checks, the HF loader, VisualQA."""
 
 import importlib.util
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -233,10 +234,10 @@ def test_hf_loader_errors():
         load_hf_vqa(FakeDataset(_rows()), columns={"picture": "img"})
 
 
-def test_hf_loader_by_name_needs_datasets():
-    if importlib.util.find_spec("datasets") is not None:
-        pytest.skip("datasets is installed")
+def test_hf_loader_by_name_needs_datasets(monkeypatch):
     from rlvlm.errors import OptionalDependencyError
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed: `import datasets` raises
 
     with pytest.raises(OptionalDependencyError, match="pip install datasets"):
         load_hf_vqa("HuggingFaceM4/VQAv2", split="validation")
