@@ -60,6 +60,8 @@ class AlgoConfig:
     clip_low: float = F(0.1, "PPO clip below 1")
     clip_high: Optional[float] = F(None, "PPO clip above 1 (clip-higher); None = clip_low")
     epochs: int = F(4, "optimisation epochs over each rollout")
+    target_kl: Optional[float] = F(None, "stop an update's epochs early once approx KL to the rollout policy "
+                                   "exceeds 1.5 x this (None: always run all epochs)")
     minibatch_size: int = F(32, "env steps per minibatch")
     lr: float = F(1e-5, "Adam learning rate")
     lr_schedule: Literal["cosine", "constant"] = F("cosine", "cosine | constant")
@@ -131,5 +133,7 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value} must be >= 1")
         if a.lr <= 0:
             raise ConfigError(f"algo.lr={a.lr} must be > 0")
+        if a.target_kl is not None and a.target_kl <= 0:
+            raise ConfigError(f"algo.target_kl={a.target_kl} must be > 0 (or null to disable)")
         if not 0 < a.clip_low < 1:
             raise ConfigError(f"algo.clip_low={a.clip_low} must be in (0, 1)")

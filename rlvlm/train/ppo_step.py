@@ -77,7 +77,13 @@ def _old_token_matrix(samples, Tc: int) -> torch.Tensor:
 
 def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef: float, seed: int,
                scheduler=None) -> dict:
-    """K epochs of shuffled minibatches; returns averaged metrics. Non-finite losses skip the step."""
+    """K epochs of shuffled minibatches; returns averaged metrics. Non-finite losses skip the step.
+
+    With `cfg.target_kl`, the update stops early (no more minibatch steps this
+    rollout) once a minibatch's approx KL to the rollout policy exceeds
+    1.5 x target_kl: the KL is measured in the forward pass, before that
+    minibatch's step, so the policy never moves on from a point already too far.
+    """
     B = len(batch.samples)
     adv = batch.advantages
     if cfg.normalize_advantages and B > 1:
@@ -88,6 +94,7 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
     counts: dict[str, int] = {}
     skipped = 0
     steps = 0
+    stopped_early = 0
 
     def add(metrics: dict) -> None:
         for k, v in metrics.items():
@@ -97,6 +104,8 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
 
     policy.train()
     for _epoch in range(cfg.epochs):
+        if stopped_early:
+            break
         order = list(range(B))
         rng.shuffle(order)
         for start in range(0, B, cfg.minibatch_size):
@@ -115,6 +124,10 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
                                              aggregation=cfg.aggregation)
             total = pl
             metrics = dict(pm)
+            if cfg.target_kl is not None and metrics.get("policy/approx_kl", 0.0) > 1.5 * cfg.target_kl:
+                stopped_early = 1
+                add({"policy/approx_kl": metrics["policy/approx_kl"]})
+                break
             if out.values is not None and cfg.value_coef > 0:
                 vl, vm = algos.value_loss(out.values, batch.old_values[idx].to(out.values.device),
                                           batch.returns[idx].to(out.values.device), clip=cfg.value_clip)
@@ -151,4 +164,5 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
     out = {k: sums[k] / counts[k] for k in sums}
     out["update/skipped_steps"] = skipped
     out["update/optimizer_steps"] = steps
+    out["update/stopped_early"] = stopped_early
     return out
