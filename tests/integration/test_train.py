@@ -122,3 +122,24 @@ def test_grpo_runs(model_dir, tmp_path):
     lines = (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["rollout/episodes"] >= 2
     assert report["final"]["episodes"] == 2
+
+
+def test_target_kl_stops_the_update_early(model_dir, tmp_path):
+    """A KL budget far below what one epoch moves cuts the update short; without it all epochs run."""
+    common = ["updates=1", "sft.episodes=0", "eval.episodes=2", "algo.lr=0.01", "algo.epochs=4", "algo.minibatch_size=4"]
+    train(_cfg(model_dir, tmp_path / "free", *common), progress=lambda s: None)
+    train(_cfg(model_dir, tmp_path / "kl", *common, "algo.target_kl=1e-6"), progress=lambda s: None)
+    free = json.loads((tmp_path / "free" / "metrics.jsonl").read_text().splitlines()[0])
+    capped = json.loads((tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()[0])
+    assert free["update/stopped_early"] == 0 and free["update/optimizer_steps"] == 4 * 2  # 8 samples / mb 4, 4 epochs
+    assert capped["update/stopped_early"] == 1
+    assert 1 <= capped["update/optimizer_steps"] < free["update/optimizer_steps"]
+    with pytest.raises(ConfigError, match="algo.target_kl"):
+        load_config(TrainConfig, "smoke", ["algo.target_kl=0"]).validate()
+
+
+@pytest.mark.parametrize("preset", ["numberline", "ezpoints", "points24", "blackjack", "smoke"])
+def test_every_preset_loads_and_validates(preset):
+    cfg = load_config(TrainConfig, preset)
+    cfg.validate()
+    assert cfg.env.id.startswith("rlvlm/") and cfg.updates >= 2
