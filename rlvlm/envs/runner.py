@@ -121,6 +121,8 @@ def evaluate_policy(
     return summary
 
 
+# The option a bare `missing_info=0.3` / `ask_for_help=multi_turn` sets (as in vector.wrapper_fns).
+_WRAPPER_SCALAR = {"missing_info": "p", "ask_for_help": "mode"}
 _RUN_KEYS = {"env": str, "policy": str, "episodes": int, "seed": int, "output_dir": str, "save_images": int}
 
 
@@ -150,15 +152,15 @@ def parse_eval_overrides(items: list[str]) -> dict:
             out[key] = value
         elif "." in key:
             head, _, sub = key.partition(".")
-            if head not in ("missing_info", "ask_for_help"):
+            if head not in _WRAPPER_SCALAR:
                 raise ConfigError(f"eval key {key!r}: only missing_info.* and ask_for_help.* take dotted options")
             current = out.get(head)
             if not isinstance(current, dict):
-                current = {} if current is None else {"p" if head == "missing_info" else "mode": current}
+                current = {} if current is None else {_WRAPPER_SCALAR[head]: current}
             current[sub] = value
             out[head] = current
-        elif key in ("missing_info", "ask_for_help") and isinstance(out.get(key), dict):
-            out[key]["p" if key == "missing_info" else "mode"] = value
+        elif key in _WRAPPER_SCALAR and isinstance(out.get(key), dict):
+            out[key][_WRAPPER_SCALAR[key]] = value
         else:
             out[key] = value
     if "env" not in out:
