@@ -64,6 +64,8 @@ class AlgoConfig:
                                    "exceeds 1.5 x this (None: always run all epochs)")
     minibatch_size: int = F(32, "env steps per minibatch")
     lr: float = F(1e-5, "Adam learning rate")
+    value_lr: Optional[float] = F(None, "learning rate of the value head (None: algo.lr); a from-scratch head "
+                                  "regressing returns of +-10 needs a larger step than a warm-started policy")
     lr_schedule: Literal["cosine", "constant"] = F("cosine", "cosine | constant")
     warmup_updates: int = F(0, "linear warm-up updates")
     weight_decay: float = F(0.0, "AdamW weight decay")
@@ -133,6 +135,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value} must be >= 1")
         if a.lr <= 0:
             raise ConfigError(f"algo.lr={a.lr} must be > 0")
+        if a.value_lr is not None and a.value_lr <= 0:
+            raise ConfigError(f"algo.value_lr={a.value_lr} must be > 0 (or null to use algo.lr)")
         if a.target_kl is not None and a.target_kl <= 0:
             raise ConfigError(f"algo.target_kl={a.target_kl} must be > 0 (or null to disable)")
         if not 0 < a.clip_low < 1:

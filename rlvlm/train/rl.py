@@ -106,6 +106,16 @@ def build_policy(cfg: TrainConfig):
     return load_policy(resolve_model(m.name_or_path), options)
 
 
+def param_groups(policy, lr: float, value_lr: float | None) -> list[dict]:
+    """One AdamW group for the policy, and a second for the value head when it has its own lr."""
+    params = policy.trainable_parameters()
+    if value_lr is None or policy.value_head is None:
+        return [{"params": params, "lr": lr}]
+    head = {id(p) for p in policy.value_head.parameters()}
+    return [{"params": [p for p in params if id(p) not in head], "lr": lr},
+            {"params": [p for p in params if id(p) in head], "lr": value_lr}]
+
+
 def cosine_schedule(optimizer, total: int, warmup: int, kind: str):
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -182,7 +192,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
 
     # ------------------------------------------------------------------- rl
     a = cfg.algo
-    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule)
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
     scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None

@@ -138,7 +138,28 @@ def test_target_kl_stops_the_update_early(model_dir, tmp_path):
         load_config(TrainConfig, "smoke", ["algo.target_kl=0"]).validate()
 
 
-@pytest.mark.parametrize("preset", ["numberline", "ezpoints", "points24", "blackjack", "smoke"])
+def test_value_lr_gives_the_value_head_its_own_step(model_dir, tmp_path):
+    """algo.value_lr puts the value head (and only it) in its own AdamW group; training runs with it."""
+    from rlvlm.train.rl import build_policy, param_groups
+
+    cfg = _cfg(model_dir, tmp_path / "v", "algo.lr=1e-5", "algo.value_lr=1e-3")
+    policy = build_policy(cfg)
+    groups = param_groups(policy, cfg.algo.lr, cfg.algo.value_lr)
+    head = {id(p) for p in policy.value_head.parameters()}
+    assert [g["lr"] for g in groups] == [1e-5, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == head and not head & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(policy.trainable_parameters())
+    assert len(param_groups(policy, 1e-5, None)) == 1
+    with pytest.raises(ConfigError, match="algo.value_lr"):
+        load_config(TrainConfig, "smoke", ["algo.value_lr=-1"]).validate()
+
+    report = train(_cfg(model_dir, tmp_path / "run", "updates=1", "sft.episodes=0", "eval.episodes=2",
+                        "algo.lr=1e-5", "algo.value_lr=1e-3"), progress=lambda s: None)
+    assert report["final"]["episodes"] == 2
+
+
+@pytest.mark.parametrize("preset", ["numberline", "ezpoints", "points24", "blackjack", "smoke",
+                                    "numberline-grpo", "ezpoints-grpo", "blackjack-grpo"])
 def test_every_preset_loads_and_validates(preset):
     cfg = load_config(TrainConfig, preset)
     cfg.validate()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerate the gym-cards table of docs/results.md: run every command of
+# rlvlm/eval/gym_cards.py RUNS (skipping runs whose report exists), then
+# rebuild the tables and learning-curve PNGs from the reports.
+#   bash scripts/reproduce_gym_cards.sh [--dry-run] [--only KEY ...] [--force] [--table-only]
+# The whole set takes about TODO on 2 CPU cores; each run prints its progress.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi
+exec "$PY" -m rlvlm.eval.gym_cards "$@"
