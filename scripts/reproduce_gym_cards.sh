@@ -3,7 +3,7 @@
 # rlvlm/eval/gym_cards.py RUNS (skipping runs whose report exists), then
 # rebuild the tables and learning-curve PNGs from the reports.
 #   bash scripts/reproduce_gym_cards.sh [--dry-run] [--only KEY ...] [--force] [--table-only]
-# The whole set takes about TODO on 2 CPU cores; each run prints its progress.
+# Each run prints its progress; docs/results.md gives each one's wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
