@@ -10,15 +10,22 @@ solution for the hand, and greedy success over 100 whole episodes.
 docs/results.md quotes `sft 256 8 2e-3 4` (run with OMP_NUM_THREADS=1).
 """
 import collections
-import sys, time, json, re, collections
+import json
+import sys
+import time
+
+import transformers
+
 from rlvlm.config import load_config
-from rlvlm.train.config import TrainConfig
-from rlvlm.train.rl import make_env_factory, build_policy, seed_everything
-from rlvlm.train.sft import collect_demonstrations, sft_train
-from rlvlm.eval.episodes import evaluate, EVAL_SEED_OFFSET
+from rlvlm.envs.formula import FormulaError
+from rlvlm.envs.formula import evaluate as formula_value
+from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
 from rlvlm.models.policy import SamplingConfig
-from rlvlm.envs.formula import evaluate as feval
-import transformers; transformers.logging.set_verbosity_error()
+from rlvlm.train.config import TrainConfig
+from rlvlm.train.rl import build_policy, make_env_factory, seed_everything
+from rlvlm.train.sft import collect_demonstrations, sft_train
+
+transformers.logging.set_verbosity_error()
 args = sys.argv[1:]
 if not args or args[0] not in ("coverage", "sft"):
     sys.exit("usage: points24_probe.py coverage | sft EPISODES EPOCHS LR EVERY [key=value ...]")
@@ -52,31 +59,36 @@ states = []
 for s in range(100):
     o, info = env.reset(seed=EVAL_SEED_OFFSET + s); states.append((o, sorted(info["values"])))
 mnt = cfg.rollout.max_new_tokens
+
+
+def read_reply(text: str, hand: list[int]) -> tuple[bool, bool]:
+    """(the "cards" list is the hand, the "thoughts" formula uses exactly the hand and equals 24)."""
+    try:
+        reply = json.loads(text)
+        cards_ok = sorted(int(c) for c in reply["cards"]) == hand
+        formula = str(reply["thoughts"]).split("=")[0]
+        numbers = sorted(int(x) for x in formula.replace("(", " ").replace(")", " ").replace("+", " ")
+                         .replace("-", " ").replace("*", " ").replace("/", " ").split())
+        solved = numbers == hand and formula_value(formula) == 24
+    except (ValueError, KeyError, TypeError, FormulaError):  # not JSON, a missing key, or a broken formula
+        return False, False
+    return cards_ok, solved
+
+
 def diag():
     outs = []
     for i in range(0, 100, 50):
         outs += policy.sample([s[0] for s in states[i:i+50]], SamplingConfig(temperature=0.0, max_new_tokens=mnt))
-    read = solved = solved_read = 0
-    for (o, vals), s in zip(states, outs):
-        m = re.search(r'"cards": \[([^\]]*)\]', s.text); th = re.search(r'"thoughts": "([^"]*)"', s.text)
-        try: rv = sorted(int(x) for x in m.group(1).split(","))
-        except Exception: rv = None
-        read += rv == vals
-        if th:
-            f = th.group(1).split("=")[0]
-            try:
-                nums = sorted(int(x) for x in re.findall(r"\d+", f))
-                ok = feval(f) == 24
-                solved += ok and nums == vals
-                solved_read += ok and rv is not None and nums == rv
-            except Exception: pass
-    return read/100, solved/100, solved_read/100, outs[0].text
+    flags = [read_reply(s.text, hand) for (_, hand), s in zip(states, outs)]
+    return sum(c for c, _ in flags) / 100, sum(v for _, v in flags) / 100, outs[0].text
+
+
 t=time.time()
 for chunk in range(epochs // every):
     m = sft_train(policy, demos, epochs=every, lr=lr, batch_size=cfg.sft.batch_size, seed=chunk)
     t1 = time.time()
     ev = evaluate(policy, make_env, episodes=100, seed=EVAL_SEED_OFFSET, sampling=SamplingConfig(temperature=0.0, max_new_tokens=mnt), num_envs=50)
     r = diag()
-    print(f"epochs {(chunk+1)*every} nll {m['sft/final_nll']:.3f} greedy {ev['success_rate']:.2f} inv {ev.get('invalid_action_rate',0):.2f} read {r[0]:.2f} solved {r[1]:.2f} solved_for_read {r[2]:.2f} train={t1-t:.0f}s eval={time.time()-t1:.0f}s", flush=True)
-    print("   ", r[3], flush=True)
+    print(f"epochs {(chunk+1)*every} nll {m['sft/final_nll']:.3f} greedy {ev['success_rate']:.2f} inv {ev.get('invalid_action_rate',0):.2f} read {r[0]:.2f} solved {r[1]:.2f} train={t1-t:.0f}s eval={time.time()-t1:.0f}s", flush=True)
+    print("   ", r[2], flush=True)
     t = time.time()

@@ -147,6 +147,11 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def _opt(x, spec: str) -> str:
+    """A figure that training runs have and baselines lack: blank when absent."""
+    return "" if x is None else format(x, spec)
+
+
 def main_table(results: Mapping[str, dict]) -> str:
     """Success (%) per task: random, SFT only, PPO, GRPO, oracle, and RL4VLM's published numbers."""
     rows = [
@@ -174,13 +179,10 @@ def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS)
             lines.append(f"| {run.key} | `{run.command(runs_dir)}` | not run yet | | | | | |")
             continue
         wall = res.get("wall_seconds")
-        ent = res.get("last_entropy")
-        lines.append(
-            f"| {run.key} | `{run.command(runs_dir)}` | {res['success']:.3f} | "
-            f"{'' if res.get('sft_success') is None else format(res['sft_success'], '.3f')} | {res['episodes']} | "
-            f"{'' if wall is None else f'{wall / 60:.1f} min'} | "
-            f"{'' if res.get('invalid_action_rate') is None else format(res['invalid_action_rate'], '.3f')} | "
-            f"{'' if ent is None else format(ent, '.3f')} |")
+        cells = [f"{res['success']:.3f}", _opt(res.get("sft_success"), ".3f"), str(res["episodes"]),
+                 "" if wall is None else f"{wall / 60:.1f} min", _opt(res.get("invalid_action_rate"), ".3f"),
+                 _opt(res.get("last_entropy"), ".3f")]
+        lines.append(f"| {run.key} | `{run.command(runs_dir)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
