@@ -241,7 +241,16 @@ def set_value(tree: dict, cls: type, parts: list[str], value: Any, where: str = 
                 f = next(f for f in config_fields(cls) if f.name == name)
                 default = default_value(f)
                 current = dict(default) if isinstance(default, Mapping) else {}
-            current[coerce(entry, kt, f"{key} key", where)] = coerce(value, vt, f"{key}.{entry}", where, raw)
+            if len(rest) > 1 and (vt is Any or vt is dict or get_origin(vt) is dict):
+                # `env.kwargs.ask_for_help.mode=x` sets one entry of a nested
+                # mapping (a wrapper's options), instead of a key "ask_for_help.mode".
+                node = current
+                for part in rest[:-1]:
+                    node[part] = dict(node[part]) if isinstance(node.get(part), Mapping) else {}
+                    node = node[part]
+                node[rest[-1]] = value
+            else:
+                current[coerce(entry, kt, f"{key} key", where)] = coerce(value, vt, f"{key}.{entry}", where, raw)
             tree[name] = current
             return
         raise ConfigError(f"unknown config key '{key}.{'.'.join(rest)}': '{key}' is a {type_name(tp)} "

@@ -18,10 +18,11 @@ from PIL import Image
 
 from rlvlm.envs.policies import TextPolicy, make_policy
 from rlvlm.envs.vector import make_env
+from rlvlm.eval.help import EPISODE_KEYS, help_metrics
 from rlvlm.errors import ConfigError
 
 # Per-episode info keys copied into the report when present (help-seeking).
-_EPISODE_KEYS = ("info_missing", "degradation", "asked", "abstained", "answered", "correct", "accuracy")
+_EPISODE_KEYS = EPISODE_KEYS
 
 
 def run_episode(env, policy: TextPolicy, seed: int | None = None, options: dict | None = None, on_step: Callable | None = None) -> dict:
@@ -111,6 +112,7 @@ def evaluate_policy(
         flags = [bool(r[key]) for r in per_episode if key in r]
         if flags:
             summary[f"{key}_rate"] = float(np.mean(flags))
+    summary.update(help_metrics(per_episode))  # ask recall/precision/F1, Φ_c, coverage, per mode
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "report.json"), "w") as fh:
@@ -188,7 +190,16 @@ def format_summary(summary: dict) -> str:
         f"success_rate={summary['success_rate']:.3f} mean_return={summary['mean_return']:.3f} "
         f"mean_length={summary['mean_length']:.2f} invalid_action_rate={summary['invalid_action_rate']:.3f}"
         + "".join(f" {k}={summary[k]:.3f}" for k in ("info_missing_rate", "asked_rate", "abstained_rate") if k in summary)
+        + format_help(summary)
     )
+
+
+def format_help(summary: dict) -> str:
+    """The help metrics as a second line ("" without the help wrappers)."""
+    keys = ("ask_f1", "ask_recall", "ask_precision", "false_ask_rate", "accuracy_clear", "coverage", "phi_1", "phi_10")
+    if "help/ask_f1" not in summary:
+        return ""
+    return "\nhelp: " + " ".join(f"{k}={summary['help/' + k]:.3f}" for k in keys)
 
 
 def collect_demos(

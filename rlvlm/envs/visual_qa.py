@@ -5,6 +5,10 @@ Each episode shows one record's image and question; the model replies
 The reward is the answer's accuracy after VQA normalisation: exact (1 if it
 matches a reference) or soft (min(#matching references / 3, 1)).
 
+`rationale=` picks the oracle's chain of thought: "short" (the record's),
+"long" (`long_rationale`: every object and where it is, then the short one)
+or "mixed" (either, at random per episode).
+
 Records come from `records=` (any sequence: a list of dicts, a
 `rlvlm.tasks.load_hf_vqa(...)` dataset, ...) or, by default, from a
 procedural task (`task=`, `split=`, `task_seed=`). The record is drawn with
@@ -25,6 +29,7 @@ from rlvlm.tasks.procedural import make_task
 from rlvlm.tasks.records import validate_record
 
 SCORINGS = ("exact", "soft")
+RATIONALES = ("short", "long", "mixed")
 # Answer vocabulary of the random baseline when a record gives no choices.
 _GENERIC_CHOICES = ("yes", "no") + tuple(str(i) for i in range(11))
 
@@ -34,6 +39,28 @@ def majority_answer(answers) -> str:
     counts = Counter(normalize_answer(a) for a in answers)
     best = max(counts.values())
     return next(a for a in answers if counts[normalize_answer(a)] == best)
+
+
+def _where(center) -> str:
+    """A coarse place word for a fractional (x, y) centre: 'top left', 'middle', ..."""
+    col = ("left", "", "right")[min(2, int(center[0] * 3))]
+    row = ("top", "", "bottom")[min(2, int(center[1] * 3))]
+    return f"{row} {col}".strip() or "middle"
+
+
+def long_rationale(record: dict) -> str | None:
+    """A step-by-step chain of thought from the scene facts: every object,
+    where it is, then the record's short rationale. Same answer, about 3-6x
+    the tokens: the raw material of the response-length experiments."""
+    objects = (record.get("facts") or {}).get("objects")
+    short = record.get("rationale") or f"answer {majority_answer(record['answers'])}"
+    if not objects:
+        return short
+    seen = []
+    for o in objects:
+        name = str(o["digit"]) if o.get("shape") == "digit" else f"{o['colour']} {o['shape']}"
+        seen.append(f"{name} {_where(o['center'])}")
+    return f"I see {len(objects)}: " + ", ".join(seen) + f"; so {short}"
 
 
 class VisualQAEnv(TextImageEnv):
@@ -49,12 +76,15 @@ class VisualQAEnv(TextImageEnv):
         task_seed: int = 0,
         scoring: str = "exact",
         invalid_penalty: float = 0.0,
+        rationale: str = "short",
         **kwargs,
     ):
         kwargs["max_steps"] = 1
         super().__init__(invalid_penalty=invalid_penalty, **kwargs)
         check_choice("scoring", scoring, SCORINGS)
+        check_choice("rationale", rationale, RATIONALES)
         self.scoring = scoring
+        self.rationale = rationale
         if records is None:
             records = make_task(task, split, seed=task_seed, image_size=self.image_size)
         if not hasattr(records, "__len__") or not hasattr(records, "__getitem__") or isinstance(records, (str, dict)):
@@ -78,6 +108,10 @@ class VisualQAEnv(TextImageEnv):
             index = int(self.np_random.integers(len(self.records)))
         self.index = index
         self.record = self._load(index)
+        # The oracle's chain of thought this episode (drawn here, from the env's RNG,
+        # so a seed fixes it): "mixed" demonstrations teach both lengths.
+        long = self.rationale == "long" or (self.rationale == "mixed" and self.np_random.random() < 0.5)
+        self.thoughts = long_rationale(self.record) if long else self.record.get("rationale")
         self.prediction: str | None = None
         self.accuracy: float | None = None
 
@@ -94,7 +128,7 @@ class VisualQAEnv(TextImageEnv):
             "question": r["question"],
             "answers": list(r["answers"]),
             "facts": copy.deepcopy(r["facts"]),  # fresh per call: callers may keep or edit infos
-            "rationale": r.get("rationale"),
+            "rationale": self.thoughts,
             "choices": None if r.get("choices") is None else list(r["choices"]),
             "prediction": self.prediction,
             # Invalid replies score 0: they answered nothing right.
@@ -115,7 +149,7 @@ class VisualQAEnv(TextImageEnv):
 
     def oracle_reply(self, info: dict) -> str:
         answer = majority_answer(info["answers"])
-        thoughts = info.get("rationale") or f"answer {answer}"
+        thoughts = info.get("rationale") or f"answer {answer}"  # this episode's (short or long) chain
         return self.reply({"thoughts": thoughts, "answer": answer})
 
     def random_reply(self, info: dict, rng) -> str:

@@ -18,6 +18,7 @@ Info keys for help rewards and metrics (issue 6), on every step:
   after a reveal); degraded: this observation is degraded; degradation: the
   mode or None; revealed: the clean view was given;
 - help_action: "ask" | "answer" | "invalid"; asked: asked at least once;
+- ask_needed (ask steps only): the view was degraded when the model asked;
 - abstained: the episode ended on an ask; answered: a valid answer was given;
 - correct: the answer was correct (accuracy > 0), None if no answer yet;
 - help_mode: "single_turn" | "multi_turn".
@@ -196,20 +197,22 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         missing = bool(self._last_info.get("info_missing", False))
         revealed = bool(self._last_info.get("revealed", False))
         # Asking pays off only while the view is still degraded.
-        reward = self.ask_missing if (missing and not revealed) else self.ask_clear
+        needed = missing and not revealed
+        reward = self.ask_missing if needed else self.ask_clear
         first_ask = not self._asked
         self._asked = True
         if self.mode == "multi_turn" and first_ask:
             reward -= self.ask_cost
             obs = self._reveal()
-            info = dict(self._last_info, revealed=True, degraded=False, action_valid=True, action=self.ask_token, parse_error=None)
+            info = dict(self._last_info, revealed=True, degraded=False, action_valid=True, action=self.ask_token, parse_error=None,
+                        ask_needed=needed)
             self._last_info = info
             text = "You asked for help; here is the clear image. Answer now.\n" + obs["text"]
             info = self._help_info(info, "ask", abstained=False, answered=False, correct=None, reward=reward)
             self._last_obs = {"image": obs["image"], "text": text}
             return self._last_obs, float(reward), False, False, info
         # single-turn ask, or asking again after the reveal: an abstention.
-        info = dict(self._last_info, action_valid=True, action=self.ask_token, parse_error=None)
+        info = dict(self._last_info, action_valid=True, action=self.ask_token, parse_error=None, ask_needed=needed)
         info = self._help_info(info, "ask", abstained=True, answered=False, correct=None, reward=reward, done=True)
         self._done = True
         return self._last_obs, float(reward), True, False, info

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rlvlm.eval.help import help_metrics
 from rlvlm.models.policy import SamplingConfig
 from rlvlm.rollout.collector import Collector
 
@@ -31,6 +32,7 @@ def summarize_episodes(episodes: Sequence[dict]) -> dict:
         "mean_length": float(np.mean([e["length"] for e in episodes])),
         "invalid_action_rate": sum(e["invalid_actions"] for e in episodes) / max(steps, 1),
         "truncated_rate": float(np.mean([e["truncated"] for e in episodes])),
+        **help_metrics(episodes),  # only under the help wrappers
     }
 
 

@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from rlvlm.eval.help import help_episode_fields
 from rlvlm.models.batching import Sample
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class Collector:
                 "episode_id": self._episode[i], "group_id": self._group[i], "return": self._ep_return[i],
                 "length": self._ep_len[i], "success": bool(info.get("is_success", self._ep_return[i] > 0)),
                 "invalid_actions": self._ep_invalid[i], "truncated": bool(truncated), "error": "error" in info,
+                **help_episode_fields(info),  # ask/abstain/correct flags under the help wrappers
             })
         else:
             self._obs[i], self._info[i] = obs, info

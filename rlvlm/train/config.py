@@ -88,6 +88,15 @@ class SFTConfig:
     lr: float = F(1e-3, "learning rate")
     batch_size: int = F(16, "demonstrations per step")
     seed: int = F(500_000, "first reset seed of demonstration episodes (disjoint from RL and eval seeds)")
+    ask_rate: float = F(0.0, "under env.kwargs.ask_for_help: fraction of demonstration steps that ask for help, "
+                        "drawn at random whatever the image shows (teaches the ask reply, not when to use it)")
+
+
+@dataclass
+class RewardConfig:
+    weights: dict[str, float] = FF(dict, "reward components and weights, e.g. {accuracy: 1.0, tokens: -0.005} "
+                                   "(rlvlm.rewards.REWARDS); empty: the env's own reward")
+    options: dict[str, Any] = FF(dict, "options per component, e.g. overlong: {max_tokens: 64, cache: 16}")
 
 
 @dataclass
@@ -97,6 +106,8 @@ class EvalConfig:
     during_episodes: int = F(64, "episodes of each periodic evaluation")
     temperature: float = F(0.0, "0 = greedy decoding")
     num_envs: int = F(32, "envs per evaluation batch")
+    env_kwargs: dict = FF(dict, "env kwargs that differ at evaluation, merged over env.kwargs (e.g. split: test "
+                          "so QA records are held out too, not only seeds)")
 
 
 @dataclass
@@ -106,6 +117,7 @@ class TrainConfig:
     rollout: RolloutConfig = FF(RolloutConfig, "rollout collection")
     algo: AlgoConfig = FF(AlgoConfig, "RL algorithm")
     sft: SFTConfig = FF(SFTConfig, "supervised warm-start")
+    reward: RewardConfig = FF(RewardConfig, "reward shaping: a weighted sum of reward functions")
     eval: EvalConfig = FF(EvalConfig, "evaluation")
     updates: int = F(20, "RL updates (rollout + optimisation rounds)")
     seed: int = F(0, "seed for envs, sampling and data order")
@@ -133,6 +145,15 @@ class TrainConfig:
                             ("rollout.num_steps", r.num_steps), ("algo.minibatch_size", a.minibatch_size)):
             if value < 1:
                 raise ConfigError(f"{name}={value} must be >= 1")
+        if self.reward.weights or self.reward.options:  # names and options checked now, not mid-run
+            from rlvlm.rewards import CompositeReward
+
+            CompositeReward(self.reward.weights, self.reward.options)
+        if not 0.0 <= self.sft.ask_rate <= 1.0:
+            raise ConfigError(f"sft.ask_rate={self.sft.ask_rate} must be a fraction in [0, 1]")
+        if self.sft.ask_rate > 0 and not self.env.kwargs.get("ask_for_help"):
+            raise ConfigError(f"sft.ask_rate={self.sft.ask_rate} needs the ask action; fix: set env.kwargs.ask_for_help=single_turn "
+                              "(or multi_turn), or sft.ask_rate=0")
         if a.lr <= 0:
             raise ConfigError(f"algo.lr={a.lr} must be > 0")
         if a.value_lr is not None and a.value_lr <= 0:

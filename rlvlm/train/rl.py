@@ -66,12 +66,13 @@ def resolve_model(name_or_path: str) -> str:
     return str(cached_tiny_model(arch, size, seed))
 
 
-def make_env_factory(cfg: TrainConfig):
+def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
+    """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs)."""
     import gymnasium as gym
 
     import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 
-    kwargs = dict(cfg.env.kwargs)
+    kwargs = {**cfg.env.kwargs, **(overrides or {})}
     kwargs.setdefault("image_size", cfg.env.image_size)
     kwargs.setdefault("prompt_style", cfg.env.prompt_style)
     try:
@@ -82,8 +83,11 @@ def make_env_factory(cfg: TrainConfig):
         ids = [k for k in gym.registry if k.startswith("rlvlm/")]
         raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}") from err
 
+    from rlvlm.envs.vector import make_env
+
     def make():
-        return gym.make(cfg.env.id, disable_env_checker=True, **kwargs)
+        # env.kwargs.missing_info / ask_for_help add the help-seeking wrappers.
+        return make_env(cfg.env.id, disable_env_checker=True, **kwargs)
 
     make().close()  # fail on bad env kwargs now, before any work
     return make
@@ -160,10 +164,16 @@ def train(cfg: TrainConfig, progress=print) -> dict:
     # ---------------------------------------------------------------- setup
     with timer("setup"):
         make_env = make_env_factory(cfg)
+        make_eval_env = make_env_factory(cfg, cfg.eval.env_kwargs) if cfg.eval.env_kwargs else make_env
         policy = build_policy(cfg)
         from rlvlm.models.checks import check_image_tokens
 
         image_check = check_image_tokens(policy, cfg.env.image_size)
+        shaping = None
+        if cfg.reward.weights:  # built now so a bad component name fails before any work
+            from rlvlm.rewards import CompositeReward
+
+            shaping = CompositeReward(cfg.reward.weights, cfg.reward.options)
         eval_kwargs = dict(episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
                            sampling=SamplingConfig(temperature=cfg.eval.temperature,
                                                    max_new_tokens=cfg.rollout.max_new_tokens),
@@ -180,13 +190,14 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             with timer("sft"):
                 from rlvlm.train.sft import collect_demonstrations, sft_train
 
-                demos = collect_demonstrations(make_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed)
+                demos = collect_demonstrations(make_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed,
+                                               ask_rate=cfg.sft.ask_rate)
                 sft_metrics = sft_train(policy, demos, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                                         batch_size=cfg.sft.batch_size, seed=cfg.seed,
                                         progress=lambda s: progress(f"[sft] {s}"))
             report["sft_training"] = sft_metrics
         with timer("eval"):
-            report["sft"] = evaluate(policy, make_env, **eval_kwargs)
+            report["sft"] = evaluate(policy, make_eval_env, **eval_kwargs)
         progress(f"[eval] after warm-start: success {report['sft']['success_rate']:.3f} on "
                  f"{report['sft']['episodes']} held-out episodes")
 
@@ -209,7 +220,12 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             rollout = (collector.collect_steps(cfg.rollout.num_steps) if a.advantage == "gae"
                        else collector.collect_episodes())
         with timer("reward"):
-            rewards = rollout_rewards(rollout)
+            reward_parts: dict = {}
+            if shaping is None:
+                rewards = rollout_rewards(rollout)
+            else:  # the configured weighted sum replaces the env's reward; success stays the env's
+                totals, reward_parts = shaping.score(rollout.transitions)
+                rewards = torch.tensor(totals, dtype=torch.float32)
             raw_rewards = rewards.clone()
             if scaler is not None and a.advantage == "gae":
                 T, N = rollout.num_steps, rollout.num_envs
@@ -242,6 +258,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
         env_steps += len(rollout)
         with timer("log"):
             metrics.update(rollout_metrics(rollout, raw_rewards))
+            metrics.update(reward_parts)  # reward/<component>: mean raw value of each component
             metrics["rollout/env_steps"] = env_steps
             metrics["value/explained_var"] = algos.explained_variance(old_values, ret) if a.advantage == "gae" else 0.0
             metrics["policy/lr"] = scheduler.get_last_lr()[0]
@@ -249,7 +266,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             metrics["time/env"] = rollout.seconds.get("env", 0.0)
         if cfg.eval.every and (update + 1) % cfg.eval.every == 0 and update + 1 < cfg.updates:
             with timer("eval"):
-                ev = evaluate(policy, make_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})
+                ev = evaluate(policy, make_eval_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})
             metrics["eval/success_rate"] = ev["success_rate"]
         metrics.update(timer.pop())
         out.log(metrics, bar)
@@ -260,7 +277,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
 
     # ---------------------------------------------------------------- final
     with timer("eval"):
-        report["final"] = evaluate(policy, make_env, **eval_kwargs)
+        report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
     report["env_steps"] = env_steps
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     report["phase_seconds"] = out.phase_totals()

@@ -14,19 +14,33 @@ from typing import Callable
 
 import torch
 
+from rlvlm.errors import ConfigError
 from rlvlm.models.policy import Policy
 
 
-def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: int) -> list[tuple[dict, str]]:
-    """(observation, oracle reply) pairs from `episodes` oracle-played episodes, seeds seed, seed+1, ..."""
+def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: int,
+                           ask_rate: float = 0.0) -> list[tuple[dict, str]]:
+    """(observation, oracle reply) pairs from `episodes` oracle-played episodes, seeds seed, seed+1, ...
+
+    The oracle never asks for help (the guessing baseline of the help
+    experiments). With `ask_rate` > 0 (envs under AskForHelp), that fraction
+    of steps asks instead, drawn at random whatever the image shows: the model
+    learns the ask reply exists, and RL has to learn when it pays.
+    """
+    from rlvlm.envs.policies import oracle
+
     env = make_env()
-    base = getattr(env, "unwrapped", env)
+    pi = oracle(env, ask=False)
+    if ask_rate > 0 and pi.helper is None:
+        raise ConfigError(f"sft.ask_rate={ask_rate} needs an env with the ask action; fix: set env.kwargs.ask_for_help")
+    rng = random.Random(seed)
     pairs: list[tuple[dict, str]] = []
     for k in range(episodes):
         obs, info = env.reset(seed=seed + k)
         done = False
         while not done:
-            reply = base.oracle_reply(info)
+            ask = ask_rate > 0 and not info.get("revealed") and rng.random() < ask_rate
+            reply = pi.helper.ask_reply() if ask else pi.act(obs, info)
             pairs.append((obs, reply))
             obs, _, terminated, truncated, info = env.step(reply)
             done = terminated or truncated

@@ -164,3 +164,31 @@ def test_every_preset_loads_and_validates(preset):
     cfg = load_config(TrainConfig, preset)
     cfg.validate()
     assert cfg.env.id.startswith("rlvlm/") and cfg.updates >= 2
+
+
+def test_help_wrappers_and_reward_components_reach_the_report(model_dir, tmp_path):
+    """VisualQA under MissingVisualInfo + AskForHelp, a composite reward: the run
+    logs each component under reward/<name> and evaluates the help metrics."""
+    cfg = _cfg(model_dir, tmp_path / "help", "env.id=rlvlm/VisualQA-v0", "env.kwargs.task=digits",
+               "env.kwargs.missing_info.p=0.5", "env.kwargs.ask_for_help.mode=single_turn",
+               "sft.ask_rate=0.5", "reward.weights.help_ternary=1.0", "reward.weights.tokens=-0.01",
+               "eval.env_kwargs.split=test", "eval.episodes=16")
+    report = train(cfg, progress=lambda s: None)
+    for phase in ("sft", "final"):
+        ev = report[phase]
+        assert ev["help/episodes"] == 16 and 0.0 <= ev["help/ask_f1"] <= 1.0
+        assert ev["help/phi_10"] <= ev["help/phi_1"]  # a wrong answer costs more under c=10
+    metrics = [json.loads(x) for x in (tmp_path / "help" / "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        assert {"reward/help_ternary", "reward/tokens", "reward/total"} <= set(m)
+        # total = 1.0 * ternary - 0.01 * tokens, averaged over the same transitions
+        assert m["reward/total"] == pytest.approx(m["reward/help_ternary"] - 0.01 * m["reward/tokens"], abs=1e-5)
+        assert m["rollout/reward_mean"] == pytest.approx(m["reward/total"], abs=1e-5)
+
+
+def test_unknown_reward_component_fails_at_config_time(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"reward.weights.acuracy is not a reward component \(did you mean: accuracy"):
+        _cfg(model_dir, tmp_path / "bad", "reward.weights.acuracy=1.0")
+    with pytest.raises(ConfigError, match=r"reward.options.overlong.cache=0 must be > 0"):
+        _cfg(model_dir, tmp_path / "bad", "reward.weights.overlong=1.0", "reward.options.overlong.max_tokens=8",
+             "reward.options.overlong.cache=0")
