@@ -7,7 +7,7 @@ matches a reference) or soft (min(#matching references / 3, 1)).
 
 `rationale=` picks the oracle's chain of thought: "short" (the record's),
 "long" (`long_rationale`: every object and where it is, then the short one)
-or "mixed" (either, at random per episode).
+or "mixed" (long with probability `long_fraction`, drawn per episode).
 
 Records come from `records=` (any sequence: a list of dicts, a
 `rlvlm.tasks.load_hf_vqa(...)` dataset, ...) or, by default, from a
@@ -22,8 +22,8 @@ import copy
 from collections import Counter
 from collections.abc import Sequence
 
-from rlvlm.envs.base import TextImageEnv, check_choice, reply_format
-from rlvlm.errors import DataError
+from rlvlm.envs.base import TextImageEnv, check_choice, check_float, reply_format
+from rlvlm.errors import ConfigError, DataError
 from rlvlm.tasks.answers import normalize_answer, vqa_accuracy
 from rlvlm.tasks.procedural import make_task
 from rlvlm.tasks.records import validate_record
@@ -77,6 +77,7 @@ class VisualQAEnv(TextImageEnv):
         scoring: str = "exact",
         invalid_penalty: float = 0.0,
         rationale: str = "short",
+        long_fraction: float = 0.5,
         **kwargs,
     ):
         kwargs["max_steps"] = 1
@@ -85,6 +86,9 @@ class VisualQAEnv(TextImageEnv):
         check_choice("rationale", rationale, RATIONALES)
         self.scoring = scoring
         self.rationale = rationale
+        self.long_fraction = check_float("long_fraction", long_fraction)
+        if not 0.0 <= self.long_fraction <= 1.0:
+            raise ConfigError(f"long_fraction={long_fraction} must be a probability in [0, 1]")
         if records is None:
             records = make_task(task, split, seed=task_seed, image_size=self.image_size)
         if not hasattr(records, "__len__") or not hasattr(records, "__getitem__") or isinstance(records, (str, dict)):
@@ -110,7 +114,7 @@ class VisualQAEnv(TextImageEnv):
         self.record = self._load(index)
         # The oracle's chain of thought this episode (drawn here, from the env's RNG,
         # so a seed fixes it): "mixed" demonstrations teach both lengths.
-        long = self.rationale == "long" or (self.rationale == "mixed" and self.np_random.random() < 0.5)
+        long = self.rationale == "long" or (self.rationale == "mixed" and self.np_random.random() < self.long_fraction)
         self.thoughts = long_rationale(self.record) if long else self.record.get("rationale")
         self.prediction: str | None = None
         self.accuracy: float | None = None

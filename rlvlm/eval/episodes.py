@@ -32,6 +32,10 @@ def summarize_episodes(episodes: Sequence[dict]) -> dict:
         "mean_length": float(np.mean([e["length"] for e in episodes])),
         "invalid_action_rate": sum(e["invalid_actions"] for e in episodes) / max(steps, 1),
         "truncated_rate": float(np.mean([e["truncated"] for e in episodes])),
+        # Response cost per reply (model call): completion tokens and seconds from
+        # the batch's start until that reply stopped (what a caller would wait).
+        "mean_completion_tokens": sum(e.get("tokens", 0) for e in episodes) / max(steps, 1),
+        "mean_reply_seconds": sum(e.get("gen_seconds", 0.0) for e in episodes) / max(steps, 1),
         **help_metrics(episodes),  # only under the help wrappers
     }
 

@@ -261,10 +261,10 @@ def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list
 
 
 # -------------------------------------------------------------- the document
-def replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
-    """Replace the body between `<!-- gym-cards:NAME -->` and `<!-- /gym-cards:NAME -->` for each block."""
+def replace_blocks(text: str, blocks: Mapping[str, str], tag: str = "gym-cards") -> str:
+    """Replace the body between `<!-- TAG:NAME -->` and `<!-- /TAG:NAME -->` for each block."""
     for name, body in blocks.items():
-        start, end = f"<!-- gym-cards:{name} -->", f"<!-- /gym-cards:{name} -->"
+        start, end = f"<!-- {tag}:{name} -->", f"<!-- /{tag}:{name} -->"
         i, j = text.find(start), text.find(end)
         if i < 0 or j < i:
             raise ValueError(f"docs block {name!r} is missing: add the lines {start} and {end}")

@@ -94,6 +94,8 @@ class Collector:
         self._ep_invalid = [0] * len(envs)
         self._ep_seed = [0] * len(envs)
         self._ep_actions: list[list[str]] = [[] for _ in envs]
+        self._ep_tokens = [0] * len(envs)  # completion tokens and generation seconds, summed over the episode
+        self._ep_seconds = [0.0] * len(envs)
         self._t = 0
 
     @property
@@ -118,6 +120,7 @@ class Collector:
         self._group[i] = group_id
         self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = 0.0, 0, 0
         self._ep_seed[i], self._ep_actions[i] = seed, []
+        self._ep_tokens[i], self._ep_seconds[i] = 0, 0.0
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -129,7 +132,8 @@ class Collector:
             "started": self._obs[0] is not None,
             "envs": [{"seed": self._ep_seed[i], "actions": list(self._ep_actions[i]), "episode": self._episode[i],
                       "group": self._group[i], "return": self._ep_return[i], "length": self._ep_len[i],
-                      "invalid": self._ep_invalid[i]} for i in range(len(self.envs))],
+                      "invalid": self._ep_invalid[i], "tokens": self._ep_tokens[i], "seconds": self._ep_seconds[i]}
+                     for i in range(len(self.envs))],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,6 +148,7 @@ class Collector:
             self._ep_seed[i], self._ep_actions[i] = e["seed"], list(e["actions"])
             self._episode[i], self._group[i] = e["episode"], e["group"]
             self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = e["return"], e["length"], e["invalid"]
+            self._ep_tokens[i], self._ep_seconds[i] = e.get("tokens", 0), e.get("seconds", 0.0)  # older checkpoints lack them
 
     def reset(self) -> None:
         for g in range(len(self.envs) // self.group_size):
@@ -170,6 +175,8 @@ class Collector:
         self._ep_return[i] += reward
         self._ep_len[i] += 1
         self._ep_invalid[i] += int(not info.get("action_valid", True))
+        self._ep_tokens[i] += sample.num_tokens
+        self._ep_seconds[i] += sample.gen_seconds
         transitions.append(Transition(sample, i, self._t, float(reward), bool(terminated), bool(truncated),
                                       self._episode[i], self._group[i], info))
         done = terminated or truncated
@@ -178,6 +185,7 @@ class Collector:
                 "episode_id": self._episode[i], "group_id": self._group[i], "return": self._ep_return[i],
                 "length": self._ep_len[i], "success": bool(info.get("is_success", self._ep_return[i] > 0)),
                 "invalid_actions": self._ep_invalid[i], "truncated": bool(truncated), "error": "error" in info,
+                "tokens": self._ep_tokens[i], "gen_seconds": self._ep_seconds[i],
                 **help_episode_fields(info),  # ask/abstain/correct flags under the help wrappers
             })
         else:

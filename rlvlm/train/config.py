@@ -88,6 +88,8 @@ class SFTConfig:
     lr: float = F(1e-3, "learning rate")
     batch_size: int = F(16, "demonstrations per step")
     seed: int = F(500_000, "first reset seed of demonstration episodes (disjoint from RL and eval seeds)")
+    env_kwargs: dict = FF(dict, "env kwargs that differ for the demonstrations, merged over env.kwargs (e.g. "
+                          "missing_info: {p: 0} to imitate clean images only)")
     ask_rate: float = F(0.0, "under env.kwargs.ask_for_help: fraction of demonstration steps that ask for help, "
                         "drawn at random whatever the image shows (teaches the ask reply, not when to use it)")
 
@@ -119,7 +121,7 @@ class TrainConfig:
     sft: SFTConfig = FF(SFTConfig, "supervised warm-start")
     reward: RewardConfig = FF(RewardConfig, "reward shaping: a weighted sum of reward functions")
     eval: EvalConfig = FF(EvalConfig, "evaluation")
-    updates: int = F(20, "RL updates (rollout + optimisation rounds)")
+    updates: int = F(20, "RL updates (rollout + optimisation rounds); 0 saves the warm-started policy only")
     seed: int = F(0, "seed for envs, sampling and data order")
     output_dir: str = F("runs/numberline", "run directory")
     checkpoint_every: int = F(0, "checkpoint every N updates (0: only at the end)")
@@ -141,7 +143,11 @@ class TrainConfig:
             raise ConfigError(f"rollout.group_size={r.group_size}: grpo needs groups of >= 2 (e.g. 4)")
         if r.num_envs % r.group_size:
             raise ConfigError(f"rollout.group_size={r.group_size} must divide rollout.num_envs={r.num_envs}")
-        for name, value in (("updates", self.updates), ("algo.epochs", a.epochs), ("rollout.num_envs", r.num_envs),
+        if self.updates < 0:
+            raise ConfigError(f"updates={self.updates} must be >= 0 (0: the warm-start only)")
+        if self.updates == 0 and self.sft.episodes == 0:
+            raise ConfigError("updates=0 with sft.episodes=0 trains nothing; fix: set updates >= 1 or sft.episodes >= 1")
+        for name, value in (("algo.epochs", a.epochs), ("rollout.num_envs", r.num_envs),
                             ("rollout.num_steps", r.num_steps), ("algo.minibatch_size", a.minibatch_size)):
             if value < 1:
                 raise ConfigError(f"{name}={value} must be >= 1")

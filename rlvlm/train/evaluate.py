@@ -46,28 +46,20 @@ def _parse(overrides: list[str]) -> tuple[dict, dict]:
     return out, env
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """Nested merge: env.missing_info.p=0.5 changes p and keeps the other wrapper options."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
 def evaluate_run(path: str | Path, overrides: list[str] | None = None) -> dict:
     from rlvlm.config import load_config
     from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
     from rlvlm.models.policy import SamplingConfig, load_policy
     from rlvlm.train.checkpoint import policy_dir, resolve_checkpoint
     from rlvlm.train.config import TrainConfig
-    from rlvlm.train.rl import make_env_factory
+    from rlvlm.train.rl import make_env_factory, merge_kwargs
 
     opts, env_overrides = _parse(list(overrides or []))
     ckpt = resolve_checkpoint(path)
     cfg = load_config(TrainConfig, str(Path(ckpt) / "config.yaml"))
     policy = load_policy(policy_dir(ckpt))
     # The run's evaluation env (eval.env_kwargs over env.kwargs), then this call's env.* overrides.
-    make_env = make_env_factory(cfg, _merge(_merge(cfg.env.kwargs, cfg.eval.env_kwargs), env_overrides))
+    make_env = make_env_factory(cfg, merge_kwargs(cfg.eval.env_kwargs, env_overrides))
     episodes = opts.get("episodes", cfg.eval.episodes)
     if episodes < 1:
         raise ConfigError(f"eval episodes={episodes} must be >= 1")

@@ -66,13 +66,21 @@ def resolve_model(name_or_path: str) -> str:
     return str(cached_tiny_model(arch, size, seed))
 
 
+def merge_kwargs(base: dict, over: dict) -> dict:
+    """Nested merge: {"missing_info": {"p": 0}} over env.kwargs changes p and keeps the other wrapper options."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_kwargs(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
     """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs)."""
     import gymnasium as gym
 
     import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 
-    kwargs = {**cfg.env.kwargs, **(overrides or {})}
+    kwargs = merge_kwargs(cfg.env.kwargs, overrides or {})
     kwargs.setdefault("image_size", cfg.env.image_size)
     kwargs.setdefault("prompt_style", cfg.env.prompt_style)
     try:
@@ -145,6 +153,12 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
         "rollout/env_errors": sum(e["error"] for e in eps),
     }
     if eps:
+        from rlvlm.eval.help import help_metrics
+
+        help_m = help_metrics(eps)  # {} without the help wrappers
+        for key in ("ask_recall", "false_ask_rate", "accuracy_clear"):
+            if f"help/{key}" in help_m:
+                m[f"rollout/{key}"] = help_m[f"help/{key}"]
         m["rollout/success_rate"] = float(np.mean([e["success"] for e in eps]))
         m["rollout/return"] = float(np.mean([e["return"] for e in eps]))
         m["rollout/episode_length"] = float(np.mean([e["length"] for e in eps]))
@@ -190,7 +204,8 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             with timer("sft"):
                 from rlvlm.train.sft import collect_demonstrations, sft_train
 
-                demos = collect_demonstrations(make_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed,
+                make_demo_env = make_env_factory(cfg, cfg.sft.env_kwargs) if cfg.sft.env_kwargs else make_env
+                demos = collect_demonstrations(make_demo_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed,
                                                ask_rate=cfg.sft.ask_rate)
                 sft_metrics = sft_train(policy, demos, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                                         batch_size=cfg.sft.batch_size, seed=cfg.seed,
@@ -276,8 +291,11 @@ def train(cfg: TrainConfig, progress=print) -> dict:
     bar.close()
 
     # ---------------------------------------------------------------- final
-    with timer("eval"):
-        report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
+    if cfg.updates == 0 and "sft" in report:
+        report["final"] = report["sft"]  # warm-start only: the policy was just evaluated
+    else:
+        with timer("eval"):
+            report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
     report["env_steps"] = env_steps
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     report["phase_seconds"] = out.phase_totals()

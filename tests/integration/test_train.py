@@ -171,7 +171,7 @@ def test_help_wrappers_and_reward_components_reach_the_report(model_dir, tmp_pat
     logs each component under reward/<name> and evaluates the help metrics."""
     cfg = _cfg(model_dir, tmp_path / "help", "env.id=rlvlm/VisualQA-v0", "env.kwargs.task=digits",
                "env.kwargs.missing_info.p=0.5", "env.kwargs.ask_for_help.mode=single_turn",
-               "sft.ask_rate=0.5", "reward.weights.help_ternary=1.0", "reward.weights.tokens=-0.01",
+               "sft.ask_rate=0.5", "sft.env_kwargs.missing_info.p=0.0", "reward.weights.help_ternary=1.0", "reward.weights.tokens=-0.01",
                "eval.env_kwargs.split=test", "eval.episodes=16")
     report = train(cfg, progress=lambda s: None)
     for phase in ("sft", "final"):
@@ -180,7 +180,7 @@ def test_help_wrappers_and_reward_components_reach_the_report(model_dir, tmp_pat
         assert ev["help/phi_10"] <= ev["help/phi_1"]  # a wrong answer costs more under c=10
     metrics = [json.loads(x) for x in (tmp_path / "help" / "metrics.jsonl").read_text().splitlines()]
     for m in metrics:
-        assert {"reward/help_ternary", "reward/tokens", "reward/total"} <= set(m)
+        assert {"reward/help_ternary", "reward/tokens", "reward/total", "rollout/ask_recall"} <= set(m)
         # total = 1.0 * ternary - 0.01 * tokens, averaged over the same transitions
         assert m["reward/total"] == pytest.approx(m["reward/help_ternary"] - 0.01 * m["reward/tokens"], abs=1e-5)
         assert m["rollout/reward_mean"] == pytest.approx(m["reward/total"], abs=1e-5)

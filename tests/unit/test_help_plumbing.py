@@ -8,8 +8,8 @@ import rlvlm.envs  # noqa: F401
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
 from rlvlm.train.config import TrainConfig
-from rlvlm.train.evaluate import _merge, _parse
-from rlvlm.train.rl import make_env_factory
+from rlvlm.train.evaluate import _parse
+from rlvlm.train.rl import make_env_factory, merge_kwargs
 from rlvlm.train.sft import collect_demonstrations
 
 HELP = ["env.id=rlvlm/VisualQA-v0", "env.image_size=48", "env.kwargs.task=digits",
@@ -82,7 +82,7 @@ def test_long_and_mixed_rationales():
 def test_eval_overrides_parse_env_keys():
     opts, env = _parse(["episodes=20", "env.missing_info.p=1.0", "env.split=test"])
     assert opts == {"episodes": 20} and env == {"missing_info": {"p": 1.0}, "split": "test"}
-    merged = _merge({"task": "digits", "missing_info": {"p": 0.3, "modes": ["blank"]}}, env)
+    merged = merge_kwargs({"task": "digits", "missing_info": {"p": 0.3, "modes": ["blank"]}}, env)
     assert merged == {"task": "digits", "split": "test", "missing_info": {"p": 1.0, "modes": ["blank"]}}
     with pytest.raises(ConfigError, match="unknown eval key 'episode'"):
         _parse(["episode=3"])
