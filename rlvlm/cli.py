@@ -58,6 +58,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reward_model(args: argparse.Namespace) -> int:
+    from rlvlm.config import load_config
+    from rlvlm.train.reward_model import RewardModelConfig, train_reward_model
+
+    spec, overrides = _split_spec(args.args)
+    # No preset by default: the dataclass defaults are the recipe (train presets are TrainConfigs).
+    cfg = load_config(RewardModelConfig, spec, overrides)
+    _quiet_transformers()
+    train_reward_model(cfg)
+    return 0
+
+
 def _split_spec(items: list[str]) -> tuple[str | None, list[str]]:
     """First positional without '=' is the preset name or YAML file; the rest are key=value."""
     if items and "=" not in items[0]:
@@ -74,6 +86,17 @@ class _TrainHelp(argparse.Action):
         print("presets: " + ", ".join(list_presets()) + " (default: numberline)\n")
         print("fields (dotted keys for key=value overrides):")
         print(describe_config(TrainConfig))
+        parser.exit()
+
+
+class _RewardModelHelp(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        from rlvlm.config import describe_config
+        from rlvlm.train.reward_model import RewardModelConfig
+
+        print("usage: rlvlm reward-model [PRESET | FILE.yaml] pairs=PAIRS.jsonl [key=value ...]\n")
+        print("fields (keys for key=value overrides):")
+        print(describe_config(RewardModelConfig))
         parser.exit()
 
 
@@ -94,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-h", "--help", action=_TrainHelp, nargs=0, help="list presets and every config field")
     p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reward-model", add_help=False,
+                       help="train an image-conditioned reward model on preference pairs (Bradley-Terry)")
+    p.add_argument("-h", "--help", action=_RewardModelHelp, nargs=0, help="list every config field")
+    p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
+    p.set_defaults(func=cmd_reward_model)
 
     p = sub.add_parser(
         "eval", help="evaluate a run/checkpoint on held-out seeds, or a scripted policy in an env",

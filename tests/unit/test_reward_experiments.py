@@ -18,7 +18,7 @@ def test_every_command_is_a_valid_config(run, tmp_path):
     argv = run.argv(tmp_path)
     assert argv[:2] == ["rlvlm", "train"]
     cfg = load_config(TrainConfig, argv[2], argv[3:])
-    assert cfg.eval.episodes >= 500 and cfg.eval.env_kwargs == {"split": "test"}
+    assert cfg.eval.episodes >= 500 and cfg.eval.env_kwargs["split"] == "test"
     assert cfg.env.id == "rlvlm/VisualQA-v0"
     if run.task == "help":
         assert cfg.reward.weights == {"help_ternary": 1.0} and cfg.env.kwargs["ask_for_help"]
