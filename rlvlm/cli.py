@@ -70,6 +70,28 @@ def cmd_reward_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preferences(args: argparse.Namespace) -> int:
+    from rlvlm.config import load_config
+    from rlvlm.rewards.collect_preferences import PreferenceConfig, run_preferences
+
+    spec, overrides = _split_spec(args.args)
+    cfg = load_config(PreferenceConfig, spec, overrides)
+    _quiet_transformers()
+    run_preferences(cfg)
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from rlvlm.config import load_config
+    from rlvlm.train.dpo import DPOConfig, train_dpo
+
+    spec, overrides = _split_spec(args.args)
+    cfg = load_config(DPOConfig, spec, overrides)
+    _quiet_transformers()
+    train_dpo(cfg)
+    return 0
+
+
 def _split_spec(items: list[str]) -> tuple[str | None, list[str]]:
     """First positional without '=' is the preset name or YAML file; the rest are key=value."""
     if items and "=" not in items[0]:
@@ -100,6 +122,23 @@ class _RewardModelHelp(argparse.Action):
         parser.exit()
 
 
+def _fields_help(usage: str, module: str, cls: str) -> type[argparse.Action]:
+    """An argparse action printing `usage` and every field of the config class `module.cls`."""
+
+    class _Help(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            import importlib
+
+            from rlvlm.config import describe_config
+
+            print(f"usage: {usage}\n")
+            print("fields (keys for key=value overrides):")
+            print(describe_config(getattr(importlib.import_module(module), cls)))
+            parser.exit()
+
+    return _Help
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlvlm.models.tiny import ARCHS, SIZES
 
@@ -123,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-h", "--help", action=_RewardModelHelp, nargs=0, help="list every config field")
     p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
     p.set_defaults(func=cmd_reward_model)
+
+    p = sub.add_parser("preferences", add_help=False,
+                       help="sample K replies per procedural question and turn heuristic scores into preference pairs")
+    p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(
+        "rlvlm preferences [FILE.yaml] policy=DIR task=digits n_prompts=200 k=4 weights.mentions=1 "
+        "weights.structure=1 out=runs/prefs/pairs.jsonl [key=value ...]",
+        "rlvlm.rewards.collect_preferences", "PreferenceConfig"))
+    p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
+    p.set_defaults(func=cmd_preferences)
+
+    p = sub.add_parser("dpo", add_help=False, help="train a policy with DPO on preference pairs, evaluated like RLHF")
+    p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(
+        "rlvlm dpo [FILE.yaml] policy=DIR pairs=PAIRS.jsonl [key=value ...]", "rlvlm.train.dpo", "DPOConfig"))
+    p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
+    p.set_defaults(func=cmd_dpo)
 
     p = sub.add_parser(
         "eval", help="evaluate a run/checkpoint on held-out seeds, or a scripted policy in an env",

@@ -41,16 +41,20 @@ def summarize_episodes(episodes: Sequence[dict]) -> dict:
 
 
 def evaluate(policy, make_env: Callable[[], object], *, episodes: int, seed: int,
-             sampling: SamplingConfig | None = None, num_envs: int = 32, act_fn=None) -> dict:
+             sampling: SamplingConfig | None = None, num_envs: int = 32, act_fn=None, reward=None) -> dict:
     """Play `episodes` episodes with seeds seed, seed+1, ... and summarise them.
 
     `act_fn` replaces the policy (oracle/random baselines). Greedy decoding
-    (temperature 0) unless `sampling` says otherwise.
+    (temperature 0) unless `sampling` says otherwise. With `reward` (a
+    `CompositeReward`), every evaluated reply is also scored by its
+    components, and the summary gains their means "reward/<name>" (e.g. the
+    reward model's score and a held-out heuristic on held-out questions).
     """
     sampling = sampling or SamplingConfig(temperature=0.0)
     n = max(1, min(num_envs, episodes))
     envs = [make_env() for _ in range(n)]
     done: list[dict] = []
+    steps: list = []  # transitions of the evaluated episodes, kept only for `reward`
     next_seed = seed
     t0 = time.perf_counter()
     while len(done) < episodes:
@@ -59,7 +63,13 @@ def evaluate(policy, make_env: Callable[[], object], *, episodes: int, seed: int
         rollout = collector.collect_episodes()
         next_seed = collector.next_seed
         done.extend(sorted(rollout.episodes, key=lambda e: e["episode_id"]))
+        if reward is not None:
+            steps.extend(rollout.transitions)
     out = summarize_episodes(done[:episodes])
+    if reward is not None and steps:
+        # Scored once after collection, so batched components (a reward model) see every reply at once.
+        _, parts = reward.score(steps)
+        out.update({k: v for k, v in parts.items() if k != "reward/total"})
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out["seed"] = seed
     return out

@@ -4,6 +4,11 @@
                              options={"overlong": {"max_tokens": 512, "cache": 128}})
     total, parts = reward(sample, info, env_reward)
 
+A component is a callable `fn(sample, info) -> float | None`. One that is
+costly per call (a reward model runs a VLM) may also expose
+`fn.score_batch(samples, infos) -> list[float | None]`; `score` then calls it
+once for the whole rollout instead of once per transition.
+
 Config layout (one name per component, from `REWARDS`, or a custom callable
 passed through the Python API):
 
@@ -22,6 +27,7 @@ from typing import Callable
 
 from rlvlm.errors import ConfigError, RlvlmError, did_you_mean
 from rlvlm.rewards import functions as F
+from rlvlm.rewards import rlhf
 
 
 def _accuracy_soft() -> F.RewardFn:
@@ -41,6 +47,12 @@ REWARDS: dict[str, Callable[..., F.RewardFn]] = {
     "help_ternary": F.help_ternary,
     "help_phi": F.help_phi,
     "help_confidence": F.help_confidence,
+    # RLHF (rewards/rlhf.py). One heuristic factory under three names, so a run
+    # can log the preference heuristic and a held-out one side by side.
+    "reward_model": rlhf.reward_model,
+    "heuristic": rlhf.heuristic,
+    "heuristic_train": rlhf.heuristic,
+    "heuristic_heldout": rlhf.heuristic,
 }
 
 
@@ -139,38 +151,58 @@ class CompositeReward:
         """Same as the constructor, for the config's `reward.weights` / `reward.options`."""
         return cls(weights, options)
 
-    def __call__(self, sample, info: Mapping, env_reward: float | None = None) -> tuple[float, dict[str, float]]:
-        """(total, parts): parts maps each component that applied to its raw value."""
+    def _info(self, info: Mapping, env_reward: float | None) -> dict:
         info = dict(info)  # a copy: the caller's info must not gain our key
         if env_reward is not None:
             info["env_reward"] = float(env_reward)
-        total, parts = 0.0, {}
-        for name, fn in self.functions.items():
-            value = fn(sample, info)
-            if value is None:
-                continue
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise RlvlmError(f"reward component {name!r} returned {value!r}; expected a float or None") from None
-            if not math.isfinite(value):
-                raise RlvlmError(f"reward component {name!r} returned {value}; rewards must be finite")
-            parts[name] = value
-            total += self.weights[name] * value
-        return total, parts
+        return info
+
+    @staticmethod
+    def _checked(name: str, value) -> float | None:
+        if value is None:
+            return None
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise RlvlmError(f"reward component {name!r} returned {value!r}; expected a float or None") from None
+        if not math.isfinite(value):
+            raise RlvlmError(f"reward component {name!r} returned {value}; rewards must be finite")
+        return value
+
+    def _total(self, values: Mapping[str, float | None]) -> tuple[float, dict[str, float]]:
+        parts = {n: v for n, v in values.items() if v is not None}
+        return sum((self.weights[n] * v for n, v in parts.items()), 0.0), parts
+
+    def __call__(self, sample, info: Mapping, env_reward: float | None = None) -> tuple[float, dict[str, float]]:
+        """(total, parts): parts maps each component that applied to its raw value."""
+        info = self._info(info, env_reward)
+        return self._total({name: self._checked(name, fn(sample, info)) for name, fn in self.functions.items()})
 
     def score(self, transitions) -> tuple[list[float], dict[str, float]]:
         """Totals for objects with `.sample`, `.info`, `.reward` (the env reward), and metrics.
 
-        Metrics: "reward/<name>" is the mean raw value of a component over the
-        transitions where it applied (left out if it never did);
-        "reward/total" is the mean total over all transitions.
+        Components with `score_batch` are called once with every transition;
+        the others once per transition. Metrics: "reward/<name>" is the mean
+        raw value of a component over the transitions where it applied (left
+        out if it never did); "reward/total" is the mean total over all
+        transitions.
         """
+        transitions = list(transitions)
+        samples = [tr.sample for tr in transitions]
+        infos = [self._info(tr.info, tr.reward) for tr in transitions]
+        columns: dict[str, list[float | None]] = {}
+        for name, fn in self.functions.items():
+            batch = getattr(fn, "score_batch", None)
+            values = list(batch(samples, infos)) if batch is not None else [fn(s, i) for s, i in zip(samples, infos)]
+            if len(values) != len(samples):
+                raise RlvlmError(f"reward component {name!r}.score_batch returned {len(values)} values "
+                                 f"for {len(samples)} samples; expected one per sample")
+            columns[name] = [self._checked(name, v) for v in values]
         totals: list[float] = []
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        for tr in transitions:
-            total, parts = self(tr.sample, tr.info, tr.reward)
+        for i in range(len(transitions)):
+            total, parts = self._total({name: col[i] for name, col in columns.items()})
             totals.append(total)
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + value

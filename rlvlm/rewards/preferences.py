@@ -408,3 +408,16 @@ def split_pairs(pairs, held_out_fraction: float = 0.2, seed: int = 0) -> tuple[l
         k = min(max(k, 1), len(ids) - 1)
     held = set(ids[:k])
     return [p for p in pairs if str(p["record_id"]) not in held], [p for p in pairs if str(p["record_id"]) in held]
+
+
+def load_pairs(path: str, pairs=None) -> list[dict]:
+    """`pairs` if given, else the JSONL file at `path`; a clear error when neither holds any pair."""
+    if pairs is None:
+        if not path:
+            raise ConfigError("pairs is empty; fix: pairs=PATH to a JSONL file written by `rlvlm preferences`")
+        pairs = read_pairs_jsonl(path)
+    pairs = list(pairs)
+    if not pairs:
+        raise DataError(f"no preference pairs in {path or 'the given list'}; fix: collect some with "
+                        "`rlvlm preferences` (more prompts, k, or a lower min_margin)")
+    return pairs

@@ -12,6 +12,9 @@ Two modes:
   whole episodes (GRPO-style group advantages over episode returns). An env
   whose episode ended waits for the rest of its group.
 
+Each sample's `meta["obs_text"]` is the env's raw observation text (reward
+models score (image, observation text, reply)).
+
 A crash inside one env's `step` ends that episode (reward 0, info["error"])
 and the env is reset; it never takes down training.
 """
@@ -158,8 +161,17 @@ class Collector:
     def _act(self, idx: list[int]) -> list[Sample]:
         obs = [self._obs[i] for i in idx]
         if self.act_fn is not None:
-            return self.act_fn(obs, [self._info[i] for i in idx])
-        return self.policy.sample(obs, self.sampling)
+            samples = self.act_fn(obs, [self._info[i] for i in idx])
+        else:
+            samples = self.policy.sample(obs, self.sampling)
+        # Keep the env's raw observation text with each sample (one per observation
+        # here): a reward model reads (image, text, reply) and may use another chat
+        # template than the policy, so the templated `prompt_text` will not do.
+        for o, s in zip(obs, samples):
+            text = o.get("text") if isinstance(o, dict) else getattr(o, "text", None)
+            if isinstance(text, str) and isinstance(getattr(s, "meta", None), dict):
+                s.meta.setdefault("obs_text", text)
+        return samples
 
     def _step_env(self, i: int, sample: Sample) -> tuple[dict | None, float, bool, bool, dict]:
         try:

@@ -151,7 +151,9 @@ class TrainConfig:
                             ("rollout.num_steps", r.num_steps), ("algo.minibatch_size", a.minibatch_size)):
             if value < 1:
                 raise ConfigError(f"{name}={value} must be >= 1")
-        if self.reward.weights or self.reward.options:  # names and options checked now, not mid-run
+        # Names and options checked now, not mid-run; a warm-start-only run (updates=0)
+        # rewards nothing, so a component's artefact (a reward model) need not exist yet.
+        if (self.reward.weights or self.reward.options) and self.updates > 0:
             from rlvlm.rewards import CompositeReward
 
             CompositeReward(self.reward.weights, self.reward.options)

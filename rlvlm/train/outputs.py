@@ -84,7 +84,13 @@ class RunOutputs:
         self.logger.close()
         write_report(self.dir, report)
         sft = report.get("sft", {}).get("success_rate")
+        # One panel per reward component too (reward/<name> means over each rollout): with
+        # zero-weight components these are the curves that show reward hacking (rlhf preset).
+        # Each panel also shows the component's mean on the held-out questions before RL (report["sft"]).
+        parts = [f"reward/{n}" for n in self.cfg.reward.weights] if len(self.cfg.reward.weights) > 1 else []
+        hlines: dict = {"SFT (eval)": sft} if sft is not None else {}
+        hlines.update({y: {"before RL (eval)": report["sft"][y]} for y in parts if y in report.get("sft", {})})
         plot_curves(self.dir / "metrics.jsonl", self.dir / "curves.png", x="rollout/env_steps",
-                    ys=["rollout/success_rate", "rollout/return"], hlines={"SFT (eval)": sft} if sft is not None else {})
+                    ys=["rollout/success_rate", "rollout/return", *parts], hlines=hlines)
 
 

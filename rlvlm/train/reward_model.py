@@ -211,19 +211,13 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = No
                        progress: Callable[[str], None] | None = print) -> dict:
     """Train, evaluate and save a reward model; returns the report (also written to report.json)."""
     from rlvlm.config import config_to_dict, dump_config_yaml
-    from rlvlm.rewards.preferences import read_pairs_jsonl, split_pairs
+    from rlvlm.rewards.preferences import load_pairs, split_pairs
     from rlvlm.train.rl import resolve_model
 
     say = progress or (lambda _s: None)
     cfg.validate()
     t_start = time.perf_counter()
-    if pairs is None:
-        if not cfg.pairs:
-            raise ConfigError("pairs is empty; fix: pairs=PATH to a JSONL file of preference pairs")
-        pairs = read_pairs_jsonl(cfg.pairs)
-    pairs = list(pairs)
-    if not pairs:
-        raise DataError(f"no preference pairs in {cfg.pairs or 'the given list'}; fix: build pairs with build_pairs")
+    pairs = load_pairs(cfg.pairs, pairs)
     _check_pairs(pairs, cfg.margin)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)
     out = Path(cfg.output_dir)

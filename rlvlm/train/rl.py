@@ -184,14 +184,19 @@ def train(cfg: TrainConfig, progress=print) -> dict:
 
         image_check = check_image_tokens(policy, cfg.env.image_size)
         shaping = None
-        if cfg.reward.weights:  # built now so a bad component name fails before any work
+        # Built now so a bad component name fails before any work. A warm-start-only
+        # run (updates=0) never rewards anything, so it may precede what the reward
+        # needs (rlhf: the reward model is trained on this warm-start's samples).
+        if cfg.reward.weights and cfg.updates > 0:
             from rlvlm.rewards import CompositeReward
 
             shaping = CompositeReward(cfg.reward.weights, cfg.reward.options)
+        # Evaluations also report each reward component on the held-out replies
+        # (reward model, heuristics, accuracy): reward hacking shows as a gap there.
         eval_kwargs = dict(episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
                            sampling=SamplingConfig(temperature=cfg.eval.temperature,
                                                    max_new_tokens=cfg.rollout.max_new_tokens),
-                           num_envs=cfg.eval.num_envs)
+                           num_envs=cfg.eval.num_envs, reward=shaping)
     progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable), "
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 
@@ -283,6 +288,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             with timer("eval"):
                 ev = evaluate(policy, make_eval_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})
             metrics["eval/success_rate"] = ev["success_rate"]
+            metrics.update({f"eval/{k}": v for k, v in ev.items() if k.startswith("reward/")})
         metrics.update(timer.pop())
         out.log(metrics, bar)
         if cfg.checkpoint_every and (update + 1) % cfg.checkpoint_every == 0:

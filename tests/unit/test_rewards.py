@@ -233,9 +233,11 @@ def test_registry_names():
     assert set(REWARDS) == {
         "env", "accuracy", "accuracy_soft", "format", "tokens", "seconds", "overlong",
         "length_target", "help_ternary", "help_phi", "help_confidence",
+        "reward_model", "heuristic", "heuristic_train", "heuristic_heldout",
     }  # fmt: skip
+    required = ("overlong", "length_target", "reward_model", "heuristic", "heuristic_train", "heuristic_heldout")
     for name, factory in REWARDS.items():
-        if name not in ("overlong", "length_target"):  # the two with required parameters
+        if name not in required:  # those need a parameter (a path, scorer weights, a token budget)
             assert callable(factory())
 
 
