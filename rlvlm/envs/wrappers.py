@@ -6,7 +6,8 @@
 `rlvlm.envs.degrade` for the modes). `AskForHelp` adds an ask action:
 - single_turn: asking ends the episode as an abstention;
 - multi_turn: asking reveals the clean image (ProactiveBench-style) at a
-  small cost, and the model answers in the next turn.
+  small cost, and the model answers in the next turn; the prompt then starts
+  with `reveal_note` ("" repeats the first turn's prompt on the clean image).
 
 Rewards (configurable): +1 correct, -1 wrong, 0 for asking when information
 was missing, a small penalty (-0.2) for asking when it was not; multi-turn
@@ -35,6 +36,7 @@ from rlvlm.envs.parsing import parse_action
 from rlvlm.errors import ConfigError, RlvlmError
 
 HELP_MODES = ("single_turn", "multi_turn")
+REVEAL_NOTE = "You asked for help; here is the clear image. Answer now."
 DROP_NOTE = "(No image is available.)"
 _SEED_SALT = 0x4D495353  # separates the wrapper's stream from the env's
 
@@ -133,10 +135,11 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         ask_clear: float = -0.2,
         ask_cost: float = 0.1,
         remap_rewards: bool = True,
+        reveal_note: str = REVEAL_NOTE,
     ):
         gym.utils.RecordConstructorArgs.__init__(
             self, mode=mode, ask_token=ask_token, correct=correct, wrong=wrong, ask_missing=ask_missing,
-            ask_clear=ask_clear, ask_cost=ask_cost, remap_rewards=remap_rewards,
+            ask_clear=ask_clear, ask_cost=ask_cost, remap_rewards=remap_rewards, reveal_note=reveal_note,
         )  # fmt: skip
         gym.Wrapper.__init__(self, env)
         check_choice("mode", mode, HELP_MODES)
@@ -147,6 +150,9 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.ask_missing, self.ask_clear = check_float("ask_missing", ask_missing), check_float("ask_clear", ask_clear)
         self.ask_cost = check_float("ask_cost", ask_cost)
         self.remap_rewards = bool(remap_rewards)
+        if not isinstance(reveal_note, str):
+            raise ConfigError(f"reveal_note={reveal_note!r} must be a string (\"\" for none)")
+        self.reveal_note = reveal_note
         base = env.unwrapped
         self.key = getattr(base, "action_key", "action")
         self.max_chars = getattr(base, "max_action_chars", 4096)
@@ -207,7 +213,9 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
             info = dict(self._last_info, revealed=True, degraded=False, action_valid=True, action=self.ask_token, parse_error=None,
                         ask_needed=needed)
             self._last_info = info
-            text = "You asked for help; here is the clear image. Answer now.\n" + obs["text"]
+            # With no note the second turn reads exactly like a first turn on a clear
+            # image (a small model trained on first turns transfers its reading).
+            text = (self.reveal_note + "\n" + obs["text"]) if self.reveal_note else self._with_instruction(obs)["text"]
             info = self._help_info(info, "ask", abstained=False, answered=False, correct=None, reward=reward)
             self._last_obs = {"image": obs["image"], "text": text}
             return self._last_obs, float(reward), False, False, info

@@ -86,3 +86,21 @@ def test_eval_overrides_parse_env_keys():
     assert merged == {"task": "digits", "split": "test", "missing_info": {"p": 1.0, "modes": ["blank"]}}
     with pytest.raises(ConfigError, match="unknown eval key 'episode'"):
         _parse(["episode=3"])
+
+
+def test_reveal_without_note_repeats_the_first_turn_prompt():
+    from rlvlm.envs import make_env
+
+    kw = dict(task="digits", image_size=48, missing_info={"p": 1.0, "modes": ["blank"]})
+    env = make_env("rlvlm/VisualQA-v0", ask_for_help={"mode": "multi_turn", "reveal_note": ""}, **kw)
+    first, _ = env.reset(seed=4)
+    second, reward, terminated, _, info = env.step(env.get_wrapper_attr("ask_reply")())
+    assert not terminated and info["revealed"] and reward == pytest.approx(-0.1)  # ask_missing 0 - ask_cost 0.1
+    assert second["text"] == first["text"] and (second["image"] != first["image"]).any()  # clean image, same prompt
+    clean = make_env("rlvlm/VisualQA-v0", ask_for_help="multi_turn", task="digits", image_size=48)
+    assert clean.reset(seed=4)[0]["text"] == second["text"]
+    with_note = make_env("rlvlm/VisualQA-v0", ask_for_help="multi_turn", **kw)
+    with_note.reset(seed=4)
+    assert with_note.step(with_note.get_wrapper_attr("ask_reply")())[0]["text"].startswith("You asked for help")
+    with pytest.raises(ConfigError, match="reveal_note=3 must be a string"):
+        make_env("rlvlm/VisualQA-v0", ask_for_help={"mode": "multi_turn", "reveal_note": 3}, **kw)

@@ -73,19 +73,19 @@ def test_help_tables(tmp_path):
 def test_far_table_pareto_and_spread(tmp_path):
     _write(tmp_path, "far-sft", _ev(0.7), _ev(0.7, tokens=20.0))
     _write(tmp_path, "far-acc", _ev(0.7), _ev(0.8, tokens=21.0))
-    _write(tmp_path, "far-tok0.01", _ev(0.7), _ev(0.79, tokens=12.0),
+    _write(tmp_path, "far-tok0.02", _ev(0.7), _ev(0.79, tokens=12.0),
            [{"update": u, "rollout/success_rate": s} for u, s in ((1, 0.5), (2, 0.7))])
-    _write(tmp_path, "far-tok0.01-s1", _ev(0.7), _ev(0.75, tokens=13.0),
+    _write(tmp_path, "far-tok0.02-s1", _ev(0.7), _ev(0.75, tokens=13.0),
            [{"update": u, "rollout/success_rate": s} for u, s in ((1, 0.7), (2, 0.7))])
     results = rx.collect(tmp_path)
     table = rx.far_table(results)
     assert "| SFT only (verbose warm-start) | 0.700 | 20.0 | 0.100 |  |" in table
-    assert "| RL, accuracy − 0.01·tokens | 0.790 | 12.0 | 0.100 | -40% |" in table  # 12 / 20 - 1
+    assert "| RL, accuracy − 0.02·tokens | 0.790 | 12.0 | 0.100 | -40% |" in table  # 12 / 20 - 1
     assert "| RL, accuracy only (α = 0) | 0.800 | 21.0 | 0.100 | +5% |" in table
     # (20, .7) is beaten by (12, .79); (21, .8) and (12, .79) trade off
     assert rx.pareto_front([(20, 0.7), (21, 0.8), (12, 0.79)]) == [(12, 0.79), (21, 0.8)]
     # per-update sd across the two seeds: update 1 sd of (.5, .7) = .1414, update 2: 0
-    assert rx.curve_spread(results, ["far-tok0.01", "far-tok0.01-s1"]) == pytest.approx(0.1414 / 2, abs=1e-4)
+    assert rx.curve_spread(results, ["far-tok0.02", "far-tok0.02-s1"]) == pytest.approx(0.1414 / 2, abs=1e-4)
     assert "| reward scaling + entropy bonus (preset) | 2 | 0.770 ± 0.028 | 12.500 ± 0.707 | 0.071 |" in rx.stability_table(results)
     assert "| neither | not run yet |" in rx.stability_table(results)
     assert rx.plot_pareto(results, tmp_path / "p.png").is_file()
