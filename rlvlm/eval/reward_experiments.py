@@ -42,6 +42,11 @@ def sft_policy(runs_dir: str | Path) -> str:
     return str(Path(runs_dir) / "far-sft" / "checkpoints" / "step-0" / "policy")
 
 
+def help_policy(runs_dir: str | Path) -> str:
+    """The single-turn help-seeking run's final policy (GRPO, 100 updates -> checkpoint step-100)."""
+    return str(Path(runs_dir) / "help-single" / "checkpoints" / "step-100" / "policy")
+
+
 def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
     # No reveal note: the tiny model reads the second turn like a first turn on a clean image
     # (with the note, its post-reveal answers were near chance and RL dropped asking).
@@ -53,6 +58,9 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
         _train("help-single", "help", "help-seeking"),
         _train("help-multi", "help", "help-seeking", *help_multi),
         _train("help-single-noask", "help", "help-seeking", "sft.ask_rate=0"),
+        # Multi-turn from scratch did not learn to ask; from the single-turn RL policy it keeps asking.
+        _train("help-multi-from-single", "help", "help-seeking", f"model.name_or_path={help_policy(runs_dir)}",
+               "sft.episodes=0", *help_multi, "updates=30"),
         _train("far-sft", "far", "fast-and-right", "updates=0"),
         _train("far-acc", "far", *far, "reward.weights.tokens=0"),
         *(_train(f"far-tok{a:g}", "far", *far, f"reward.weights.tokens={-a:g}") for a in ALPHAS),
@@ -96,7 +104,8 @@ HELP_COLUMNS = [("ask recall", "ask_recall"), ("ask precision", "ask_precision")
                 ("false asks", "false_ask_rate"), ("accuracy (clear)", "accuracy_clear"), ("Φ₁", "phi_1"),
                 ("Φ₁₀", "phi_10"), ("coverage", "coverage")]
 HELP_LABELS = {"help-single": "single-turn (ask = abstain)", "help-multi": "multi-turn (ask, then answer)",
-               "help-single-noask": "single-turn, warm-start never saw an ask"}
+               "help-single-noask": "single-turn, warm-start never saw an ask",
+               "help-multi-from-single": "multi-turn, from the single-turn RL policy"}
 
 
 def help_table(results: Mapping[str, dict]) -> str:
@@ -106,7 +115,8 @@ def help_table(results: Mapping[str, dict]) -> str:
         if res is None:
             lines.append(f"| {label} | not run yet |" + " |" * len(HELP_COLUMNS))
             continue
-        for name, ev in (("SFT (guessing baseline)", res["sft"]), ("**SFT + GRPO**", res["final"])):
+        start = "single-turn RL policy" if key == "help-multi-from-single" else "SFT (guessing baseline)"
+        for name, ev in ((start, res["sft"]), ("**+ GRPO**" if key == "help-multi-from-single" else "**SFT + GRPO**", res["final"])):
             cells = [f"{ev[f'help/{k}']:.3f}" if f"help/{k}" in ev else "–" for _, k in HELP_COLUMNS]
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -337,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.key:20s} {run.command(args.runs_dir)}")
         return 0
     if not args.table_only:
+        if by_key["help-multi-from-single"] in selected and not Path(help_policy(args.runs_dir)).is_dir() \
+                and by_key["help-single"] not in selected:
+            selected.insert(0, by_key["help-single"])  # it continues from that run's policy
         needs_sft = any(r.task == "far" and r.key != "far-sft" for r in selected)
         if needs_sft and not Path(sft_policy(args.runs_dir)).is_dir() and by_key["far-sft"] not in selected:
             selected.insert(0, by_key["far-sft"])  # the sweep starts from the shared warm-start

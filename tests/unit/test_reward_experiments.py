@@ -22,6 +22,8 @@ def test_every_command_is_a_valid_config(run, tmp_path):
     assert cfg.env.id == "rlvlm/VisualQA-v0"
     if run.task == "help":
         assert cfg.reward.weights == {"help_ternary": 1.0} and cfg.env.kwargs["ask_for_help"]
+        if run.key == "help-multi-from-single":
+            assert cfg.model.name_or_path == rx.help_policy("runs/rewards") and cfg.sft.episodes == 0
     elif run.key == "far-sft":
         assert cfg.updates == 0 and cfg.sft.episodes > 0
     else:  # every sweep run starts from the one shared warm-start
