@@ -185,7 +185,9 @@ def config_from_dict(cls: type[T], data: Mapping, *, validate: bool = True, wher
 def config_yaml(cfg: Any) -> str:
     """The resolved config as YAML text that `load_config(cls, path)` reads back exactly."""
     body = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True, default_flow_style=False)
-    return f"# resolved {type(cfg).__name__}; reload with: rlvlm train PATH key=value ...\n{body}"
+    # A config class may name its own command (RewardModelConfig: `rlvlm reward-model`).
+    command = getattr(type(cfg), "COMMAND", "rlvlm train")
+    return f"# resolved {type(cfg).__name__}; reload with: {command} PATH key=value ...\n{body}"
 
 
 def dump_config_yaml(cfg: Any, path: str | os.PathLike) -> Path:

@@ -36,6 +36,7 @@ from rlvlm.tasks.procedural import GENERATORS, SPLITS
 
 @dataclass
 class PreferenceConfig:
+    COMMAND = "rlvlm preferences"  # not a field (no annotation): the command that reloads a saved config.yaml
     policy: str = F("tiny:idefics3", "policy that samples the replies: saved policy / model directory, hub id, "
                     "or tiny:ARCH[:SIZE[:SEED]] (use the warm-started policy RL will start from)")
     task: str = F("digits", "procedural task: " + ", ".join(GENERATORS))

@@ -42,6 +42,7 @@ AXES = ("accuracy", "heuristic_train", "heuristic_heldout", "reward_model")
 
 @dataclass
 class DPOConfig:
+    COMMAND = "rlvlm dpo"  # not a field (no annotation): the command that reloads a saved config.yaml
     policy: str = F("tiny:idefics3", "starting policy (and the frozen reference): saved policy / model directory, "
                     "hub id or tiny:ARCH[:SIZE[:SEED]]; use the one that sampled the pairs")
     pairs: str = F("", "JSONL preference pairs (rlvlm preferences)")

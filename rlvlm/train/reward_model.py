@@ -44,6 +44,7 @@ ENV_ID = "rlvlm/VisualQA-v0"
 
 @dataclass
 class RewardModelConfig:
+    COMMAND = "rlvlm reward-model"  # not a field (no annotation): the command that reloads a saved config.yaml
     kind: Literal["mlp", "vlm"] = F("mlp", "mlp: frozen-VLM features [image ⊕ question ⊕ answer] -> MLP | "
                                     "vlm: the VLM + scalar head on the last answer token")
     name_or_path: str = F("tiny:idefics3", "base VLM: hub id, model directory, or tiny:ARCH[:SIZE[:SEED]]")

@@ -200,3 +200,11 @@ def test_config_validate_and_defaults(tmp_path):
     assert cfg.kind == "mlp" and cfg.pairs == ""
     with pytest.raises(ConfigError, match="^pairs is empty"):
         train_reward_model(cfg, progress=None)
+
+
+def test_saved_config_names_its_own_command():
+    from rlvlm.config.loading import config_yaml
+    from rlvlm.train.config import TrainConfig
+
+    assert config_yaml(RewardModelConfig()).startswith("# resolved RewardModelConfig; reload with: rlvlm reward-model PATH")
+    assert config_yaml(TrainConfig()).startswith("# resolved TrainConfig; reload with: rlvlm train PATH")
