@@ -58,38 +58,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reward_model(args: argparse.Namespace) -> int:
-    from rlvlm.config import load_config
-    from rlvlm.train.reward_model import RewardModelConfig, train_reward_model
+def _config_command(module: str, cls: str, fn: str):
+    """`rlvlm COMMAND [FILE.yaml] [key=value ...]` for a command driven by one config class:
+    load `module.cls` (dataclass defaults, then the file, then the overrides) and call `module.fn(cfg)`."""
 
-    spec, overrides = _split_spec(args.args)
-    # No preset by default: the dataclass defaults are the recipe (train presets are TrainConfigs).
-    cfg = load_config(RewardModelConfig, spec, overrides)
-    _quiet_transformers()
-    train_reward_model(cfg)
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        import importlib
 
+        from rlvlm.config import load_config
 
-def cmd_preferences(args: argparse.Namespace) -> int:
-    from rlvlm.config import load_config
-    from rlvlm.rewards.collect_preferences import PreferenceConfig, run_preferences
+        mod = importlib.import_module(module)
+        spec, overrides = _split_spec(args.args)
+        cfg = load_config(getattr(mod, cls), spec, overrides)
+        _quiet_transformers()
+        getattr(mod, fn)(cfg)
+        return 0
 
-    spec, overrides = _split_spec(args.args)
-    cfg = load_config(PreferenceConfig, spec, overrides)
-    _quiet_transformers()
-    run_preferences(cfg)
-    return 0
-
-
-def cmd_dpo(args: argparse.Namespace) -> int:
-    from rlvlm.config import load_config
-    from rlvlm.train.dpo import DPOConfig, train_dpo
-
-    spec, overrides = _split_spec(args.args)
-    cfg = load_config(DPOConfig, spec, overrides)
-    _quiet_transformers()
-    train_dpo(cfg)
-    return 0
+    return run
 
 
 def _split_spec(items: list[str]) -> tuple[str | None, list[str]]:
@@ -108,17 +93,6 @@ class _TrainHelp(argparse.Action):
         print("presets: " + ", ".join(list_presets()) + " (default: numberline)\n")
         print("fields (dotted keys for key=value overrides):")
         print(describe_config(TrainConfig))
-        parser.exit()
-
-
-class _RewardModelHelp(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        from rlvlm.config import describe_config
-        from rlvlm.train.reward_model import RewardModelConfig
-
-        print("usage: rlvlm reward-model [PRESET | FILE.yaml] pairs=PAIRS.jsonl [key=value ...]\n")
-        print("fields (keys for key=value overrides):")
-        print(describe_config(RewardModelConfig))
         parser.exit()
 
 
@@ -159,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reward-model", add_help=False,
                        help="train an image-conditioned reward model on preference pairs (Bradley-Terry)")
-    p.add_argument("-h", "--help", action=_RewardModelHelp, nargs=0, help="list every config field")
-    p.add_argument("args", nargs="*", metavar="PRESET|FILE.yaml key=value")
-    p.set_defaults(func=cmd_reward_model)
+    p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(
+        "rlvlm reward-model [FILE.yaml] pairs=PAIRS.jsonl [key=value ...]", "rlvlm.train.reward_model",
+        "RewardModelConfig"))
+    p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
+    p.set_defaults(func=_config_command("rlvlm.train.reward_model", "RewardModelConfig", "train_reward_model"))
 
     p = sub.add_parser("preferences", add_help=False,
                        help="sample K replies per procedural question and turn heuristic scores into preference pairs")
@@ -170,13 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         "weights.structure=1 out=runs/prefs/pairs.jsonl [key=value ...]",
         "rlvlm.rewards.collect_preferences", "PreferenceConfig"))
     p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
-    p.set_defaults(func=cmd_preferences)
+    p.set_defaults(func=_config_command("rlvlm.rewards.collect_preferences", "PreferenceConfig", "run_preferences"))
 
     p = sub.add_parser("dpo", add_help=False, help="train a policy with DPO on preference pairs, evaluated like RLHF")
     p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(
         "rlvlm dpo [FILE.yaml] policy=DIR pairs=PAIRS.jsonl [key=value ...]", "rlvlm.train.dpo", "DPOConfig"))
     p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
-    p.set_defaults(func=cmd_dpo)
+    p.set_defaults(func=_config_command("rlvlm.train.dpo", "DPOConfig", "train_dpo"))
 
     p = sub.add_parser(
         "eval", help="evaluate a run/checkpoint on held-out seeds, or a scripted policy in an env",

@@ -1,5 +1,17 @@
 import os
 
+import pytest
+
 # An accidental hub call must fail fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def idefics3_dir(tmp_path_factory):
+    """A tiny from-scratch Idefics3 model directory, built once per test session (reward models, RLHF)."""
+    from rlvlm.models.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_idefics3")
+    build_tiny_model(out, "idefics3", "tiny", seed=0)
+    return str(out)

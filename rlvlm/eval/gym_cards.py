@@ -290,25 +290,40 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) ->
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlvlm.eval.gym_cards", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs-dir", default="runs/gym_cards", help="where the runs write (default runs/gym_cards)")
-    p.add_argument("--doc", default="docs/results.md", help="document whose gym-cards blocks are rewritten")
-    p.add_argument("--figures", default="docs/results", help="directory of the learning-curve PNGs")
+def harness_parser(prog: str, description: str, runs_dir: str, blocks: str) -> argparse.ArgumentParser:
+    """The command line shared by the results harnesses (this module, rlvlm.eval.reward_experiments)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--runs-dir", default=runs_dir, help=f"where the runs write (default {runs_dir})")
+    p.add_argument("--doc", default="docs/results.md", help=f"document whose {blocks} blocks are rewritten")
+    p.add_argument("--figures", default="docs/results", help="directory of the PNGs")
     p.add_argument("--only", nargs="+", metavar="KEY", help="run only these (see --dry-run for keys)")
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     p.add_argument("--table-only", action="store_true", help="do not run anything; rebuild tables and plots")
     p.add_argument("--force", action="store_true", help="re-run even when a report exists")
+    return p
+
+
+def select_runs(parser: argparse.ArgumentParser, runs, only: list[str] | None) -> list[Run]:
+    """`runs`, or the ones `--only` names in that order (an unknown key is a parser error listing the keys)."""
+    by_key = {r.key: r for r in runs}
+    unknown = [k for k in only or () if k not in by_key]
+    if unknown:
+        parser.error(f"--only: unknown run {unknown[0]!r}; keys: {', '.join(by_key)}")
+    return [by_key[k] for k in only] if only else list(runs)
+
+
+def print_commands(runs: list[Run], runs_dir: str | Path) -> None:
+    width = max((len(r.key) for r in runs), default=0) + 2
+    for run in runs:
+        print(f"{run.key:{width}s}{run.command(runs_dir)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = harness_parser("python -m rlvlm.eval.gym_cards", __doc__.split("\n\n")[0], "runs/gym_cards", "gym-cards")
     args = p.parse_args(argv)
-    runs = list(RUNS)
-    if args.only:
-        unknown = [k for k in args.only if k not in RUNS_BY_KEY]
-        if unknown:
-            p.error(f"--only: unknown run {unknown[0]!r}; keys: {', '.join(RUNS_BY_KEY)}")
-        runs = [RUNS_BY_KEY[k] for k in args.only]
+    runs = select_runs(p, RUNS, args.only)
     if args.dry_run:
-        for run in runs:
-            print(f"{run.key:28s} {run.command(args.runs_dir)}")
+        print_commands(runs, args.runs_dir)
         return 0
     if not args.table_only:
         run_all(runs, args.runs_dir, force=args.force)

@@ -19,12 +19,11 @@ fast-and-right: one shared warm-start (`far-sft`, updates=0) that is verbose,
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Mapping
 
-from rlvlm.eval.gym_cards import Run, replace_blocks, run_all
+from rlvlm.eval.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
 
 RUNS_DIR = "runs/rewards"
 ALPHAS = (0.01, 0.02, 0.03)  # token prices of the sweep; 0.02 is the preset's
@@ -230,6 +229,13 @@ def _figure(width: float = 7.0, height: float = 3.8):
     return fig
 
 
+def _save(fig, out_png: Path) -> Path:
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png")
+    return out_png
+
+
 def _series(res: Mapping, metric: str) -> tuple[list[float], list[float]]:
     pts = [(m["update"], m[metric]) for m in res["metrics"] if isinstance(m.get(metric), (int, float))]
     return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
@@ -253,10 +259,7 @@ def plot_help(results: Mapping[str, dict], out_png: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.set_title("Help-seeking: asking when the image lacks the digit, not when it shows it", fontsize=10)
     ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
-    return out_png
+    return _save(fig, out_png)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -280,10 +283,7 @@ def plot_pareto(results: Mapping[str, dict], out_png: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.set_title("Accuracy vs response length", fontsize=10)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
-    return out_png
+    return _save(fig, out_png)
 
 
 def plot_stability(results: Mapping[str, dict], out_png: Path) -> Path | None:
@@ -307,10 +307,7 @@ def plot_stability(results: Mapping[str, dict], out_png: Path) -> Path | None:
     if not drawn:
         return None
     fig.suptitle(f"Stability over {len(SEEDS)} seeds (α = {STABILITY_ALPHA:g})", fontsize=10)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
-    return out_png
+    return _save(fig, out_png)
 
 
 def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) -> dict[str, dict]:
@@ -325,26 +322,13 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlvlm.eval.reward_experiments", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs-dir", default=RUNS_DIR, help=f"where the runs write (default {RUNS_DIR})")
-    p.add_argument("--doc", default="docs/results.md", help="document whose rewards blocks are rewritten")
-    p.add_argument("--figures", default="docs/results", help="directory of the PNGs")
-    p.add_argument("--only", nargs="+", metavar="KEY", help="run only these (see --dry-run for keys)")
-    p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
-    p.add_argument("--table-only", action="store_true", help="do not run anything; rebuild tables and plots")
-    p.add_argument("--force", action="store_true", help="re-run even when a report exists")
+    p = harness_parser("python -m rlvlm.eval.reward_experiments", __doc__.split("\n\n")[0], RUNS_DIR, "rewards")
     args = p.parse_args(argv)
     all_runs = runs(args.runs_dir)
     by_key = {r.key: r for r in all_runs}
-    selected = list(all_runs)
-    if args.only:
-        unknown = [k for k in args.only if k not in by_key]
-        if unknown:
-            p.error(f"--only: unknown run {unknown[0]!r}; keys: {', '.join(by_key)}")
-        selected = [by_key[k] for k in args.only]
+    selected = select_runs(p, all_runs, args.only)
     if args.dry_run:
-        for run in selected:
-            print(f"{run.key:20s} {run.command(args.runs_dir)}")
+        print_commands(selected, args.runs_dir)
         return 0
     if not args.table_only:
         if by_key["help-multi-from-single"] in selected and not Path(help_policy(args.runs_dir)).is_dir() \

@@ -410,8 +410,9 @@ def split_pairs(pairs, held_out_fraction: float = 0.2, seed: int = 0) -> tuple[l
     return [p for p in pairs if str(p["record_id"]) not in held], [p for p in pairs if str(p["record_id"]) in held]
 
 
-def load_pairs(path: str, pairs=None) -> list[dict]:
-    """`pairs` if given, else the JSONL file at `path`; a clear error when neither holds any pair."""
+def load_pairs(path: str, pairs=None, need_margin: bool = False) -> list[dict]:
+    """`pairs` if given, else the JSONL file at `path`; a clear error when neither holds any pair,
+    or when a pair lacks record_id / chosen / rejected (and margin, with `need_margin`)."""
     if pairs is None:
         if not path:
             raise ConfigError("pairs is empty; fix: pairs=PATH to a JSONL file written by `rlvlm preferences`")
@@ -420,4 +421,9 @@ def load_pairs(path: str, pairs=None) -> list[dict]:
     if not pairs:
         raise DataError(f"no preference pairs in {path or 'the given list'}; fix: collect some with "
                         "`rlvlm preferences` (more prompts, k, or a lower min_margin)")
+    keys = ("record_id", "chosen", "rejected") + (("margin",) if need_margin else ())
+    for i, p in enumerate(pairs):
+        missing = [k for k in keys if not isinstance(p, dict) or k not in p]
+        if missing:
+            raise DataError(f"pair {i}: missing key {missing[0]!r}; fix: each pair needs {', '.join(keys)}")
     return pairs

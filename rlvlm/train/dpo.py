@@ -34,7 +34,7 @@ import torch
 
 from rlvlm.algos.preference import dpo_loss
 from rlvlm.config import FF, F
-from rlvlm.errors import ConfigError, DataError
+from rlvlm.errors import ConfigError
 
 ENV_ID = "rlvlm/VisualQA-v0"
 AXES = ("accuracy", "heuristic_train", "heuristic_heldout", "reward_model")
@@ -205,10 +205,6 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
     cfg.validate()
     t_start = time.perf_counter()
     pairs = load_pairs(cfg.pairs, pairs)
-    for i, p in enumerate(pairs):
-        missing = [k for k in ("record_id", "chosen", "rejected") if not isinstance(p, dict) or k not in p]
-        if missing:
-            raise DataError(f"pair {i}: missing key {missing[0]!r}; fix: each pair needs record_id, chosen, rejected")
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)
     task = cfg.task or _task_of(pairs)
     out = Path(cfg.output_dir)

@@ -36,7 +36,7 @@ import torch
 
 from rlvlm.algos.preference import bradley_terry_loss
 from rlvlm.config import F
-from rlvlm.errors import ConfigError, DataError
+from rlvlm.errors import ConfigError
 from rlvlm.models.reward_model import KINDS, RewardModel, build_reward_model
 
 ENV_ID = "rlvlm/VisualQA-v0"
@@ -154,14 +154,6 @@ def pair_observations(record_ids: Sequence[str], image_size: int) -> dict[str, d
     return out
 
 
-def _check_pairs(pairs: Sequence[dict], need_margin: bool) -> None:
-    keys = ("record_id", "chosen", "rejected") + (("margin",) if need_margin else ())
-    for i, p in enumerate(pairs):
-        missing = [k for k in keys if not isinstance(p, dict) or k not in p]
-        if missing:
-            raise DataError(f"pair {i}: missing key {missing[0]!r}; fix: each pair needs {', '.join(keys)}")
-
-
 class _PairScorer:
     """r(chosen), r(rejected) for lists of pairs. For the mlp kind, each distinct
     (record, answer) is run through the frozen VLM once and its features reused
@@ -218,8 +210,7 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = No
     say = progress or (lambda _s: None)
     cfg.validate()
     t_start = time.perf_counter()
-    pairs = load_pairs(cfg.pairs, pairs)
-    _check_pairs(pairs, cfg.margin)
+    pairs = load_pairs(cfg.pairs, pairs, need_margin=cfg.margin)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)
     out = Path(cfg.output_dir)
     dump_config_yaml(cfg, out / "config.yaml")

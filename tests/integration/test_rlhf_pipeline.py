@@ -15,7 +15,6 @@ import pytest
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import load_policy
-from rlvlm.models.tiny import build_tiny_model
 from rlvlm.rewards.collect_preferences import collect_preferences
 from rlvlm.rewards.preferences import resolve_record
 from rlvlm.train.config import TrainConfig
@@ -25,13 +24,6 @@ from rlvlm.train.rl import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 IMAGE_SIZE = 56
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_idefics3")
-    build_tiny_model(out, "idefics3", "tiny", seed=0)
-    return str(out)
 
 
 def format_pairs(n: int) -> list[dict]:
@@ -44,8 +36,8 @@ def format_pairs(n: int) -> list[dict]:
     return pairs
 
 
-def test_dpo_one_epoch_starts_at_log2_and_reports_every_axis(model_dir, tmp_path):
-    cfg = DPOConfig(policy=model_dir, epochs=2, lr=1e-3, batch_size=8, held_out_fraction=0.25, image_size=IMAGE_SIZE,
+def test_dpo_one_epoch_starts_at_log2_and_reports_every_axis(idefics3_dir, tmp_path):
+    cfg = DPOConfig(policy=idefics3_dir, epochs=2, lr=1e-3, batch_size=8, held_out_fraction=0.25, image_size=IMAGE_SIZE,
                     eval_episodes=4, eval_every=1, max_new_tokens=12, output_dir=str(tmp_path / "dpo"))
     lines = []
     report = train_dpo(cfg, format_pairs(16), progress=lines.append)
@@ -66,18 +58,18 @@ def test_dpo_one_epoch_starts_at_log2_and_reports_every_axis(model_dir, tmp_path
     assert load_policy(run / "policy", value_head=False, reference="none").num_parameters() > 0
 
 
-def test_dpo_command(model_dir, tmp_path, capsys):
+def test_dpo_command(idefics3_dir, tmp_path, capsys):
     from rlvlm.cli import main
     from rlvlm.rewards.preferences import write_pairs_jsonl
 
     pairs = [{**p, "scores_chosen": {}, "scores_rejected": {}} for p in format_pairs(6)]
     path = write_pairs_jsonl(pairs, tmp_path / "pairs.jsonl")
     out = tmp_path / "run"
-    assert main(["dpo", f"policy={model_dir}", f"pairs={path}", "epochs=1", "eval_episodes=2", "eval_every=0",
+    assert main(["dpo", f"policy={idefics3_dir}", f"pairs={path}", "epochs=1", "eval_episodes=2", "eval_every=0",
                  "max_new_tokens=8", f"output_dir={out}"]) == 0
     assert json.loads((out / "report.json").read_text())["pairs"]["train"] + 1 == 6  # one record held out
     assert "[dpo] epoch 1/1" in capsys.readouterr().out
-    assert main(["dpo", f"policy={model_dir}", "beta=-1"]) == 2
+    assert main(["dpo", f"policy={idefics3_dir}", "beta=-1"]) == 2
     assert "rlvlm: error: beta=-1" in capsys.readouterr().err
 
 
@@ -91,17 +83,17 @@ def test_dpo_config_errors_name_the_field(override, field):
 
 
 @pytest.mark.slow
-def test_preferences_reward_model_and_one_ppo_update(model_dir, tmp_path):
+def test_preferences_reward_model_and_one_ppo_update(idefics3_dir, tmp_path):
     """The whole loop at toy scale; asserts plumbing (every curve is logged), not learning."""
-    policy = load_policy(model_dir, value_head=False, reference="none")
+    policy = load_policy(idefics3_dir, value_head=False, reference="none")
     # A random model's replies rarely differ in mentions/structure; contradiction tells them apart.
     pairs, summary = collect_preferences(policy, task="digits", n_prompts=16, k=2, weights={"contradiction": 1.0},
                                          image_size=IMAGE_SIZE, max_new_tokens=16)
     assert summary["pairs"] == len(pairs) >= 2 and summary["prompts_with_pairs"] >= 2
-    rm = train_reward_model(RewardModelConfig(kind="mlp", name_or_path=model_dir, image_size=IMAGE_SIZE, epochs=3,
+    rm = train_reward_model(RewardModelConfig(kind="mlp", name_or_path=idefics3_dir, image_size=IMAGE_SIZE, epochs=3,
                                               batch_size=8, output_dir=str(tmp_path / "rm")), pairs, progress=None)
     cfg = load_config(TrainConfig, "rlhf", [
-        f"model.name_or_path={model_dir}", "sft.episodes=0", "updates=1", "rollout.num_envs=4", "rollout.num_steps=1",
+        f"model.name_or_path={idefics3_dir}", "sft.episodes=0", "updates=1", "rollout.num_envs=4", "rollout.num_steps=1",
         "rollout.max_new_tokens=16", "algo.minibatch_size=4", "algo.epochs=1", "eval.episodes=4", "eval.num_envs=4",
         f"reward.options.reward_model.path={rm['model_dir']}", f"output_dir={tmp_path / 'rl'}",
         "reward.options.heuristic_train.scorers={contradiction: 1}",

@@ -17,7 +17,6 @@ import torch
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
 from rlvlm.models.reward_model import build_reward_model, load_reward_model
-from rlvlm.models.tiny import build_tiny_model
 from rlvlm.rewards.preferences import resolve_record, split_pairs
 from rlvlm.train.reward_model import (
     RewardModelConfig, calibration_bins, expected_calibration_error, pair_calibration, pair_observations,
@@ -25,13 +24,6 @@ from rlvlm.train.reward_model import (
 )
 
 IMAGE_SIZE = 56
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_idefics3")
-    build_tiny_model(out, "idefics3", "tiny", seed=0)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +88,8 @@ def test_pair_calibration_uses_the_confidence_in_the_higher_ranked_answer():
 
 # ------------------------------------------------------------ models ---
 @pytest.mark.parametrize("kind", ["mlp", "vlm"])
-def test_scores_shape_determinism_and_batching(model_dir, observations, kind):
-    model = build_reward_model(kind, model_dir, seed=0)
+def test_scores_shape_determinism_and_batching(idefics3_dir, observations, kind):
+    model = build_reward_model(kind, idefics3_dir, seed=0)
     _perturb(model)
     model.eval()
     text_only = {"image": None, "text": "What digit is shown?"}  # mixed batch: scored in two groups
@@ -111,7 +103,7 @@ def test_scores_shape_determinism_and_batching(model_dir, observations, kind):
     assert torch.equal(r, again)
     assert torch.allclose(r, alone, atol=1e-5)  # padding and grouping do not change a score
     assert r[0] == r[3] and len(set(r[:3].tolist())) == 3
-    twin = build_reward_model(kind, model_dir, seed=0)
+    twin = build_reward_model(kind, idefics3_dir, seed=0)
     _perturb(twin)
     twin.eval()
     with torch.no_grad():
@@ -121,8 +113,8 @@ def test_scores_shape_determinism_and_batching(model_dir, observations, kind):
 
 
 @pytest.mark.parametrize("kind,lora_r", [("mlp", 0), ("vlm", 0), ("vlm", 4)])
-def test_save_load_round_trip(model_dir, observations, tmp_path, kind, lora_r):
-    model = build_reward_model(kind, model_dir, lora_r=lora_r, seed=0)
+def test_save_load_round_trip(idefics3_dir, observations, tmp_path, kind, lora_r):
+    model = build_reward_model(kind, idefics3_dir, lora_r=lora_r, seed=0)
     if kind == "mlp":
         model.fit_normalizer(model.features(observations, ["one", "two"]))
     _perturb(model)
@@ -139,8 +131,8 @@ def test_save_load_round_trip(model_dir, observations, tmp_path, kind, lora_r):
         assert torch.allclose(loaded.score(observations, answers), before, atol=1e-6)
 
 
-def test_mlp_kind_trains_only_its_head(model_dir, observations):
-    model = build_reward_model("mlp", model_dir, seed=0)
+def test_mlp_kind_trains_only_its_head(idefics3_dir, observations):
+    model = build_reward_model("mlp", idefics3_dir, seed=0)
     trunk = {k: v.clone() for k, v in model.policy.state_dict().items()}
     head = {k: v.clone() for k, v in model.head.state_dict().items()}
     assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.head.parameters()}
@@ -157,9 +149,9 @@ def test_mlp_kind_trains_only_its_head(model_dir, observations):
     assert any(not torch.equal(v, model.head.state_dict()[k]) for k, v in head.items())
 
 
-def test_separable_toy_set_is_learnt_from_chance(model_dir, tmp_path):
+def test_separable_toy_set_is_learnt_from_chance(idefics3_dir, tmp_path):
     pairs = toy_pairs(40)
-    cfg = RewardModelConfig(kind="mlp", name_or_path=model_dir, image_size=IMAGE_SIZE, held_out_fraction=0.25,
+    cfg = RewardModelConfig(kind="mlp", name_or_path=idefics3_dir, image_size=IMAGE_SIZE, held_out_fraction=0.25,
                             epochs=10, lr=1e-3, batch_size=8, seed=0, output_dir=str(tmp_path / "run"))
     lines = []
     report = train_reward_model(cfg, pairs, progress=lines.append)

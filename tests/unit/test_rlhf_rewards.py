@@ -27,7 +27,6 @@ from rlvlm.config import load_config
 from rlvlm.errors import ConfigError, RlvlmError
 from rlvlm.models.policy import SamplingConfig, load_policy
 from rlvlm.models.reward_model import build_reward_model
-from rlvlm.models.tiny import build_tiny_model
 from rlvlm.rewards import CompositeReward
 from rlvlm.rewards.collect_preferences import PreferenceConfig, collect_preferences, summary_path
 from rlvlm.rewards.preferences import read_pairs_jsonl, resolve_record, score_reply
@@ -62,16 +61,9 @@ def info_of(record_id):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_idefics3")
-    build_tiny_model(out, "idefics3", "tiny", seed=0)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def rm_dir(model_dir, tmp_path_factory):
+def rm_dir(idefics3_dir, tmp_path_factory):
     """A saved mlp reward model with random head weights (so replies score differently)."""
-    model = build_reward_model("mlp", model_dir, seed=0)
+    model = build_reward_model("mlp", idefics3_dir, seed=0)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.trainable_parameters():
@@ -111,10 +103,10 @@ def test_heuristic_names_log_side_by_side_and_errors_name_the_option():
 
 
 # --------------------------------------------------------- reward model ---
-def test_reward_model_component_scores_a_rollout_in_one_batched_call(model_dir, rm_dir):
+def test_reward_model_component_scores_a_rollout_in_one_batched_call(idefics3_dir, rm_dir):
     import rlvlm.envs  # noqa: F401
 
-    policy = load_policy(model_dir, value_head=False, reference="none")
+    policy = load_policy(idefics3_dir, value_head=False, reference="none")
     envs = [gym.make("rlvlm/VisualQA-v0", task="digits", image_size=IMAGE_SIZE) for _ in range(5)]
     rollout = Collector(envs, policy, SamplingConfig(temperature=1.0, max_new_tokens=12), seed=3,
                         need_values=False).collect_episodes()
@@ -228,9 +220,9 @@ def test_collect_preferences_pairs_and_summary_by_hand():
     assert summary["agreement"] == {"mentions": 1.0, "structure": 0.75, "contradiction": 0.75, "correctness": 1.0}
 
 
-def test_preferences_command_with_a_tiny_vlm(model_dir, tmp_path, capsys):
+def test_preferences_command_with_a_tiny_vlm(idefics3_dir, tmp_path, capsys):
     out = tmp_path / "prefs" / "pairs.jsonl"
-    rc = main(["preferences", f"policy={model_dir}", "n_prompts=8", "k=3", "weights.contradiction=1",
+    rc = main(["preferences", f"policy={idefics3_dir}", "n_prompts=8", "k=3", "weights.contradiction=1",
                "max_new_tokens=12", "batch_size=4", f"out={out}"])
     assert rc == 0
     pairs = read_pairs_jsonl(out)
