@@ -15,3 +15,12 @@ def idefics3_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_idefics3")
     build_tiny_model(out, "idefics3", "tiny", seed=0)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """One tiny from-scratch model directory per supported architecture, built once per session."""
+    from rlvlm.models.tiny import ARCHS, build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: build_tiny_model(root / arch, arch, "tiny", seed=0) and root / arch for arch in ARCHS}

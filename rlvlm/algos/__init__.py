@@ -11,7 +11,8 @@ Modules:
 - value: clipped value loss, explained variance;
 - kl: k1/k2/k3 estimators and a KL loss; entropy: bonus and adaptive coefficient;
 - normalization: running mean/std, reward scaling; preference: Bradley–Terry, DPO;
-- masked: masked reductions and `aggregate`; enums/registry: the open axes.
+- masked: masked reductions and `aggregate`; enums/registry: the open axes;
+- logprobs: per-token log-probs and entropies from logits, chunked over rows.
 """
 
 from rlvlm.algos.advantages import (
@@ -26,6 +27,7 @@ from rlvlm.algos.advantages import (
 from rlvlm.algos.entropy import EntropyCoefficient, entropy_bonus
 from rlvlm.algos.enums import AdvantageEstimator, AggregationMode, KLEstimator, PolicyLoss, parse_choice
 from rlvlm.algos.kl import KL_ESTIMATORS, kl_estimate, kl_k1, kl_k2, kl_k3, kl_loss
+from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.algos.masked import aggregate, masked_mean, masked_sum, masked_var, masked_whiten
 from rlvlm.algos.normalization import RewardScaler, RunningMeanStd
 from rlvlm.algos.policy_loss import action_logprob, ppo_clip_loss, reinforce_loss, sequence_logprob

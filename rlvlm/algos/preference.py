@@ -13,13 +13,20 @@ import torch.nn.functional as F
 from rlvlm.algos._checks import check_range, check_same_shape, to_floats
 
 
-def _pair_accuracy(diff: torch.Tensor) -> torch.Tensor:
-    """Fraction of pairs ranked right; a tie counts ½.
+# DPO's implicit rewards compare log-probs from the policy and from its frozen
+# copy: equal weights, yet the two passes may round differently (about 1e-6
+# per sequence: other memory, other kernel blocking). Margins this small are ties.
+DPO_TIE = 1e-5
+
+
+def _pair_accuracy(diff: torch.Tensor, tie: float = 0.0) -> torch.Tensor:
+    """Fraction of pairs ranked right; a tie (|diff| <= tie) counts ½.
 
     Counting ties as half means a constant scorer (e.g. a freshly initialised
     reward model) scores the chance level 0.5, not 0.
     """
-    return ((diff > 0).to(diff.dtype) + 0.5 * (diff == 0).to(diff.dtype)).mean()
+    ties = diff.abs() <= tie
+    return ((diff > tie).to(diff.dtype) + 0.5 * ties.to(diff.dtype)).mean()
 
 
 def bradley_terry_loss(
@@ -72,7 +79,7 @@ def dpo_loss(
     Shapes: all four `(B,)`, each the summed completion log-prob of a sequence
     (see `sequence_logprob`). The reference log-probs are detached.
     Metrics: loss/dpo, dpo/accuracy (implicit reward of chosen > rejected,
-    ties ½), dpo/margin (mean z), dpo/reward_chosen, dpo/reward_rejected.
+    ties ½, |z| <= DPO_TIE a tie), dpo/margin (mean z), dpo/reward_chosen, dpo/reward_rejected.
     """
     check_range("dpo.beta", beta, 0.0, float("inf"), low_open=True)
     check_range("dpo.label_smoothing", label_smoothing, 0.0, 0.5, high_open=True)
@@ -89,7 +96,7 @@ def dpo_loss(
     with torch.no_grad():
         metrics = {
             "loss/dpo": loss,
-            "dpo/accuracy": _pair_accuracy(z),
+            "dpo/accuracy": _pair_accuracy(z, DPO_TIE),
             "dpo/margin": z.mean(),
             "dpo/reward_chosen": reward_chosen.mean(),
             "dpo/reward_rejected": reward_rejected.mean(),

@@ -30,6 +30,8 @@ from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import (
     Sample, append_completions, chat_prompt, encode_prompts, observation_parts, per_token_keys,
 )
+from rlvlm.algos.logprobs import token_logprobs
+from rlvlm.models import shared_prefix
 from rlvlm.models.spans import thought_action_masks
 from rlvlm.models.value_head import ValueHead
 
@@ -85,11 +87,19 @@ class PolicyOptions:
     attn_implementation: str | None = "sdpa"
     trust_remote_code: bool = False
     system_prompt: str | None = None
+    # Speed levers (issue 8); each leaves log-probs unchanged (tests), benchmarks/grpo_vs_trl.py measures them.
+    decoder: str = "rlvlm"  # rlvlm: own KV-cache sampling loop | hf: transformers generate()
+    share_prompts: bool = True  # one vision + prompt pass per distinct (prompt, image), cache shared by its samples
+    logprob_chunk: int = 4  # rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.dtype not in _DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if self.decoder not in ("rlvlm", "hf"):
+            raise ConfigError(f"model.decoder={self.decoder!r} must be rlvlm (own sampling loop) or hf (generate)")
+        if self.logprob_chunk < 0:
+            raise ConfigError(f"model.logprob_chunk={self.logprob_chunk} must be >= 0 (0: no chunking)")
         if self.reference not in ("auto", "copy", "none"):
             raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
 
@@ -223,6 +233,8 @@ class Policy(nn.Module):
     def _sample_batch(self, parts, sampling: SamplingConfig) -> list[Sample]:
         images = [im for im, _ in parts]
         prompts = [self.build_prompt(text, im is not None) for im, text in parts]
+        if self.options.decoder == "rlvlm":
+            return self._sample_shared(prompts, images, sampling)
         enc = self._encode(prompts, images)
         P = enc["input_ids"].shape[1]
         clock = _StepClock(self.blocked_token_ids)
@@ -262,6 +274,45 @@ class Policy(nn.Module):
                 text=text, logprobs=chosen[r, : len(ids)].tolist(), thought_mask=thought, action_mask=action,
                 temperature=temp, value=None if values is None else values[r],
                 gen_seconds=clock.elapsed_at(len(ids)), truncated=not stopped,
+            ))
+        return samples
+
+    def _sample_shared(self, prompts, images, sampling: SamplingConfig) -> list[Sample]:
+        """Sampling with the own decode loop: each distinct prompt is encoded and prefilled once."""
+        if self.options.share_prompts:
+            first, inverse = shared_prefix.unique_prompts(prompts, images)
+        else:
+            first, inverse = list(range(len(prompts))), list(range(len(prompts)))
+        enc = self._encode([prompts[i] for i in first], [images[i] for i in first])
+        rows = [u for u in inverse for _ in range(sampling.n)]  # observation-major, n per observation
+        greedy = sampling.temperature == 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            dec = shared_prefix.decode(
+                self.model, self.hf, enc, rows, max_new_tokens=sampling.max_new_tokens,
+                temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=self.stop_token_ids,
+                pad_id=self.tokenizer.pad_token_id, blocked=self.blocked_token_ids,
+                want_hidden=self.value_head is not None)
+        finally:
+            self.model.train(was_training)
+        values = self.value_head(dec.prompt_hidden).tolist() if dec.prompt_hidden is not None else None
+        temp = 1.0 if greedy else sampling.temperature
+        toks, lps = dec.tokens.tolist(), dec.logprobs.tolist()
+        samples = []
+        for r, u in enumerate(rows):
+            src = first[u]
+            ids, stopped = _cut_at_stop(toks[r], self.stop_token_ids)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            thought, action = thought_action_masks(self.tokenizer, ids, text)
+            prompt_ids = enc["input_ids"][u][enc["attention_mask"][u].bool()].tolist()
+            n_ids = len(ids)
+            samples.append(Sample(
+                prompt_text=prompts[src], image=images[src], prompt_ids=prompt_ids, completion_ids=ids,
+                text=text, logprobs=lps[r][:n_ids], thought_mask=thought, action_mask=action,
+                temperature=temp, value=None if values is None else values[u],
+                gen_seconds=dec.stamps[min(n_ids, len(dec.stamps)) - 1] if n_ids and dec.stamps else 0.0,
+                truncated=not stopped,
             ))
         return samples
 
@@ -365,35 +416,54 @@ class Policy(nn.Module):
         return ScoreOutput(logprobs * mask, entropy * mask, values, mask, thought, action)
 
     def _score_batch(self, samples: Sequence[Sample], Tc: int, use_reference: bool):
-        enc = self._encode([s.prompt_text for s in samples], [s.image for s in samples])
-        inputs, cmask = append_completions(enc, [s.completion_ids for s in samples], self.tokenizer.pad_token_id)
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
-        kw = {k: v for k, v in inputs.items() if k != "input_ids"}
         model = self._reference_model() if use_reference else self.model
-        # Same positions as generation (see batching.py), from the model's own rule.
-        pos_kwargs = {k: inputs[k] for k in ["attention_mask", "image_grid_thw", "video_grid_thw",
-                                                "mm_token_type_ids"] + per_token_keys(enc) if k in inputs}
-        kw["position_ids"] = self.hf._prepare_position_ids_for_generation(inputs["input_ids"], dict(pos_kwargs))
-        n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
+        want_hidden = self.value_head is not None and not use_reference
         ctx = self._lora_disabled() if use_reference and self.reference is None else nullcontext()
-        with ctx:
-            # Logits only where they predict completion tokens (the last n_c + 1
-            # positions): the prompt's full-vocabulary logits are never built.
-            out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,
-                        output_hidden_states=self.value_head is not None and not use_reference, use_cache=False)
-        temps = torch.tensor([s.temperature for s in samples], device=self.device).view(-1, 1, 1)
-        logits = _block(out.logits[:, :-1].float(), self.blocked_token_ids) / temps
-        logp_all = torch.log_softmax(logits, dim=-1)
-        targets = inputs["input_ids"][:, -n_c:] if n_c else inputs["input_ids"][:, :0]
-        lp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        # Blocked tokens have log-prob -inf and probability 0; 0 * -inf would be NaN.
-        ent = -(logp_all.exp() * logp_all.masked_fill(torch.isinf(logp_all), 0.0)).sum(-1)
+        comps = [s.completion_ids for s in samples]
+        # Prompt sharing needs the KV cache in the grad pass; gradient checkpointing turns the cache off.
+        if self.options.share_prompts and not self.options.gradient_checkpointing:
+            first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples],
+                                                          [s.image for s in samples])
+            enc = self._encode([samples[i].prompt_text for i in first], [samples[i].image for i in first])
+            with ctx:
+                pieces, hidden = shared_prefix.score_logits(model, self.hf, enc, inverse, comps,
+                                                            self.tokenizer.pad_token_id, want_hidden)
+            n_c = sum(x.shape[1] for x in pieces)
+            targets, _ = _pad_rows(comps, n_c, self.tokenizer.pad_token_id, self.device)
+            val = None
+            if want_hidden:
+                val = self.value_head(hidden).index_select(0, torch.as_tensor(inverse, device=self.device))
+        else:
+            enc = self._encode([s.prompt_text for s in samples], [s.image for s in samples])
+            inputs, cmask = append_completions(enc, comps, self.tokenizer.pad_token_id)
+            inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+            kw = {k: v for k, v in inputs.items() if k != "input_ids"}
+            # Same positions as generation (see batching.py), from the model's own rule.
+            pos_kwargs = {k: inputs[k] for k in ["attention_mask", "image_grid_thw", "video_grid_thw",
+                                                    "mm_token_type_ids"] + per_token_keys(enc) if k in inputs}
+            kw["position_ids"] = self.hf._prepare_position_ids_for_generation(inputs["input_ids"], dict(pos_kwargs))
+            n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
+            with ctx:
+                # Logits only where they predict completion tokens (the last n_c + 1
+                # positions): the prompt's full-vocabulary logits are never built.
+                out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,
+                            output_hidden_states=want_hidden, use_cache=False)
+            pieces = [out.logits[:, :-1]]
+            targets = inputs["input_ids"][:, -n_c:] if n_c else inputs["input_ids"][:, :0]
+            val = None
+            if want_hidden:
+                val = self.value_head(out.hidden_states[-1][:, enc["input_ids"].shape[1] - 1])
+        temps = torch.tensor([s.temperature for s in samples], device=self.device)
+        lps, ents, t = [], [], 0
+        for x in pieces:
+            lp, ent = token_logprobs(x, targets[:, t:t + x.shape[1]], temps, self.blocked_token_ids,
+                                     self.options.logprob_chunk)
+            lps.append(lp)
+            ents.append(ent)
+            t += x.shape[1]
+        lp, ent = torch.cat(lps, dim=1), torch.cat(ents, dim=1)
         lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
         ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
-        val = None
-        if self.value_head is not None and not use_reference:
-            P = enc["input_ids"].shape[1]
-            val = self.value_head(out.hidden_states[-1][:, P - 1])
         return lp, ent, val
 
     @torch.no_grad()
@@ -448,6 +518,16 @@ def _options_to_dict(o: PolicyOptions) -> dict:
 def _absolute_if_local(path: str) -> str:
     p = Path(path)
     return str(p.resolve()) if p.exists() else path
+
+
+def _pad_rows(rows, width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, width) ids and their mask."""
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+        mask[i, : len(r)] = True
+    return out.to(device), mask.to(device)
 
 
 def _split_by_image(parts) -> list[list[int]]:

@@ -21,7 +21,8 @@ reward model. A scorer is `score(reply_text, record) -> float` in [0, 1]:
   the thoughts (1.0 when none is checkable): counts ("3 black triangles":
   the scene has exactly 3 black triangles), colour-shape pairs ("red square",
   "square is red": some object is a red square), bare numbers in digit
-  scenes (a digit shown), and the conclusion (of the answer choices named
+  scenes (a digit shown; "N:" as in "I see 2: 3 left, 8 right" is a count
+  of objects, not a digit), and the conclusion (of the answer choices named
   after the last "so / therefore / thus / hence / answer", or in the whole
   thoughts when none follows, the final answer must be one).
 - correctness: vqa_accuracy(answer, record["answers"], "exact").
@@ -61,6 +62,9 @@ _COPULAS = ("is", "are")
 _MARKERS = ("so", "therefore", "thus", "hence", "answer")
 _ANSWER_KEY = re.compile(r"[\"'\u201c\u201d\u2018\u2019]answer[\"'\u201c\u201d\u2018\u2019]\s*:", re.I)
 _NUMBER = re.compile(r"[0-9]+")
+# "I see 3: 8 left, ..." states a count of objects, not a digit 3: the colon
+# form the long rationales use (envs/visual_qa.py) is read as "3 objects".
+_COUNT_COLON = re.compile(r"\b([0-9]+)\s*:")
 _FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```$", re.S)
 STRUCTURE_WORDS = (2, 40)
 STRATEGIES = ("all", "best_worst", "adjacent")
@@ -145,7 +149,7 @@ def _scan(tokens: list[str]) -> _Scan:
 
 
 def _tokens(text: str) -> list[str]:
-    return normalize_answer(text).split()
+    return normalize_answer(_COUNT_COLON.sub(r"\1 objects ", text)).split()
 
 
 def _objects(record: dict) -> list[dict]:

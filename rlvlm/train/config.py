@@ -28,6 +28,11 @@ class ModelConfig:
     gradient_checkpointing: bool = F(False, "trade compute for activation memory")
     reference: Literal["auto", "copy", "none"] = F("auto", "KL reference: auto (LoRA-disabled model if LoRA), copy (frozen copy), none")
     attn_implementation: str = F("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
+    decoder: Literal["rlvlm", "hf"] = F("rlvlm", "sampling loop: rlvlm (own loop, static KV cache, prompts "
+                                        "prefilled once) | hf (transformers generate)")
+    share_prompts: bool = F(True, "one vision + prompt pass per distinct (prompt, image), its KV cache shared by "
+                            "the group's samples, in sampling and scoring")
+    logprob_chunk: int = F(4, "rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -75,15 +76,21 @@ def _old_token_matrix(samples, Tc: int) -> torch.Tensor:
     return m
 
 
+def _no_timer(_name):
+    return nullcontext()
+
+
 def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef: float, seed: int,
-               scheduler=None) -> dict:
+               scheduler=None, timer=None) -> dict:
     """K epochs of shuffled minibatches; returns averaged metrics. Non-finite losses skip the step.
 
     With `cfg.target_kl`, the update stops early (no more minibatch steps this
     rollout) once a minibatch's approx KL to the rollout policy exceeds
     1.5 x target_kl: the KL is measured in the forward pass, before that
     minibatch's step, so the policy never moves on from a point already too far.
+    `timer` (a `PhaseTimer`) splits the seconds into forward, backward and optimizer.
     """
+    timer = timer or _no_timer
     B = len(batch.samples)
     adv = batch.advantages
     if cfg.normalize_advantages and B > 1:
@@ -111,6 +118,8 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
         for start in range(0, B, cfg.minibatch_size):
             idx = order[start:start + cfg.minibatch_size]
             mb = [batch.samples[i] for i in idx]
+            fwd = timer("forward")
+            fwd.__enter__()
             out = policy.score(mb)
             old = _old_token_matrix(mb, out.logprobs.shape[1]).to(out.logprobs.device)
             a = adv[idx].to(out.logprobs.device)
@@ -127,6 +136,7 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
             if cfg.target_kl is not None and metrics.get("policy/approx_kl", 0.0) > 1.5 * cfg.target_kl:
                 stopped_early = 1
                 add({"policy/approx_kl": metrics["policy/approx_kl"]})
+                fwd.__exit__(None, None, None)
                 break
             if out.values is not None and cfg.value_coef > 0:
                 vl, vm = algos.value_loss(out.values, batch.old_values[idx].to(out.values.device),
@@ -143,18 +153,22 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
                 kl, km = algos.kl_loss(out.logprobs, ref, out.mask, kind=cfg.kl_estimator)
                 total = total + cfg.kl_coef * kl
                 metrics.update(km)
+            fwd.__exit__(None, None, None)
             if not torch.isfinite(total):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
                 continue
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            with timer("backward"):
+                total.backward()
+            with timer("optimizer"):
+                gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                if torch.isfinite(gn):
+                    optimizer.step()
             if not torch.isfinite(gn):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
                 continue
-            optimizer.step()
             steps += 1
             metrics["loss/total"] = total.item()
             metrics["policy/grad_norm"] = gn.item()

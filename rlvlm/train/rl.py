@@ -114,7 +114,8 @@ def build_policy(cfg: TrainConfig):
         lora = {"r": m.lora_r, "alpha": m.lora_alpha, "vision": m.lora_vision}
     options = PolicyOptions(dtype=m.dtype, device=m.device, lora=lora, value_head=m.value_head,
                             gradient_checkpointing=m.gradient_checkpointing, reference=m.reference,
-                            attn_implementation=m.attn_implementation)
+                            attn_implementation=m.attn_implementation, decoder=m.decoder,
+                            share_prompts=m.share_prompts, logprob_chunk=m.logprob_chunk)
     return load_policy(resolve_model(m.name_or_path), options)
 
 
@@ -272,7 +273,8 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             with timer("update"):
                 batch = Batch(samples, adv, ret, old_values, ref)
                 metrics.update(ppo_update(policy, optimizer, batch, a, entropy_coef=entropy_ctl.coef,
-                                          seed=cfg.seed * 100_003 + update, scheduler=scheduler))
+                                          seed=cfg.seed * 100_003 + update, scheduler=scheduler,
+                                          timer=lambda name: timer(f"update/{name}")))
             if entropy_ctl.adaptive and "policy/entropy" in metrics:
                 entropy_ctl.update(metrics["policy/entropy"])
         env_steps += len(rollout)

@@ -9,15 +9,9 @@ import torch
 from rlvlm.errors import ConfigError, DataError, ImageTokenMismatchError, ModelSetupError
 from rlvlm.models.checks import check_image_tokens
 from rlvlm.models.policy import SamplingConfig, load_policy
-from rlvlm.models.tiny import ARCHS, build_tiny_model
+from rlvlm.models.tiny import ARCHS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    return {arch: build_tiny_model(root / arch, arch, "tiny", seed=0) and root / arch for arch in ARCHS}
 
 
 def _observations(n: int, seed: int = 0, size: int = 96):

@@ -80,3 +80,12 @@ def test_dpo_policy_equal_to_reference_is_log2():
     loss, m = dpo_loss(lp, lp + 1, lp, lp + 1)
     assert loss.item() == pytest.approx(math.log(2))
     assert m["dpo/accuracy"] == 0.5
+
+
+def test_dpo_rounding_noise_is_a_tie():
+    # The policy and its frozen copy may round one sequence's log-prob differently (~1e-6):
+    # z = 0.1 * 2e-6 is a tie (½), z = 0.1 * 1.0 a win.
+    lp = torch.tensor([-20.0, -20.0])
+    ref_r = torch.tensor([-20.0 + 2e-6, -19.0])
+    _, m = dpo_loss(lp, lp, lp, ref_r)
+    assert m["dpo/accuracy"] == pytest.approx(0.75)

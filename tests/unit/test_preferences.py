@@ -93,6 +93,8 @@ def test_mentions_counting_digits_and_no_facts():
     assert mentions(js("the digit is 8", "8"), DIG) == pytest.approx(1.0)
     assert mentions(js("looks like a 3 or an 8", "8"), DIG) == pytest.approx(0.5)  # M={3, 8}: 1/2 * (1+1)/2
     assert mentions(js("I count 1 digit", "1"), DIG) == 0.0  # "1 digit" is a count: nothing named
+    # The long rationale's "I see 1:" is a count too: M={8}: 1/1 * (1 + 1/1)/2
+    assert mentions(js("I see 1: 8 middle; so digit 8", "8"), DIG) == pytest.approx(1.0)
     # No scene facts: only the question and the answers are a reference.
     car = {"question": "What color is the car?", "answers": ["red"]}
     assert mentions(js("the car is red", "red"), car) == 1.0
@@ -142,6 +144,8 @@ def test_structure(reply, expected):
         (DIG, js("digit 8", "8"), 1.0),  # digit 8 ok; conclusion ok
         (DIG, js("I see 1 digit, it is 3", "8"), 1 / 3),  # 1 digit ok; 3 not shown; {1, 3} lacks 8
         (DIG, js("it is 3, so 8", "8"), 2 / 3),  # 3 wrong, 8 ok; after "so": {8} ok -> 1 - 1/3
+        (DIG, js("I see 1: 8 middle; so digit 8", "8"), 1.0),  # 1 object ok, 8 shown, conclusion 8 ok
+        (DIG, js("I see 2: 8 middle; so digit 8", "8"), 2 / 3),  # the scene has 1 object, not 2
     ],
 )
 def test_contradiction(record, reply, expected):
