@@ -38,11 +38,14 @@ SHAPES = {
 IMAGE_SIZE = 112
 LR = 1e-5
 CLIP = 0.2
-# rlvlm speed levers (PolicyOptions fields) and their "off" values, for --levers.
-LEVERS_OFF = {
-    "share_prompts": {"share_prompts": False},
-    "own_decoder": {"decoder": "hf"},
-    "sdpa": {"attn_implementation": "eager"},
+# rlvlm speed levers (PolicyOptions fields): the options that toggle each one away from its default,
+# and whether the default has it (static_cache measured no faster on CPU, so it is opt-in).
+LEVERS = {
+    "share_prompts": ({"share_prompts": False}, True),  # vision + prompt once per group, KV cache shared
+    "own_decoder": ({"decoder": "hf"}, True),  # own sampling loop vs transformers generate() (prompts copied G times)
+    "logprob_chunk": ({"logprob_chunk": 0}, True),  # fused log-prob/entropy, 4 rows at a time vs all rows
+    "sdpa": ({"attn_implementation": "eager"}, True),
+    "static_cache": ({"static_cache": True}, False),  # preallocated KV cache written in place
 }
 
 
@@ -226,19 +229,22 @@ def _result(framework, shape, step_seconds, tokens, rss_setup, phases, n_params,
         "seconds_per_step": total / n, "completions_per_s": completions / total, "tokens_per_s": tokens / total,
         "mean_completion_tokens": tokens / completions, "peak_rss_mib": peak_rss_mib(),
         "rss_after_setup_mib": rss_setup, "phase_seconds": {k: round(v, 4) for k, v in phases.items()},
+        "phase_seconds_generate": phases["generate"],
+        "phase_seconds_train": phases["forward"] + phases["backward"] + phases["optimizer"],
         "threads": __import__("torch").get_num_threads(),
     }
 
 
 # ---------------------------------------------------------------- parent
-def _child(framework: str, shape_name: str, steps: int, warmup: int, options: dict, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", framework, "--shape", shape_name, "--steps", str(steps),
+def child_run(framework: str, shape: dict, steps: int, warmup: int, options: dict, out: Path) -> dict:
+    """One timed run in a fresh process (its own peak RSS); returns its result dict."""
+    cmd = [sys.executable, __file__, "--child", framework, "--shape", json.dumps(shape), "--steps", str(steps),
            "--warmup", str(warmup), "--options", json.dumps(options), "--result", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        raise RuntimeError(f"{framework} {shape_name} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        raise RuntimeError(f"{framework} {shape} failed (exit {proc.returncode}):\n" + "\n".join(tail))
     return json.loads(out.read_text())
 
 
@@ -274,6 +280,32 @@ def ratios(results: list[dict]) -> list[dict]:
     return out
 
 
+def lever_effects(results: list[dict]) -> list[dict]:
+    """Each lever's own effect: the default rlvlm run against the run with only that lever toggled.
+
+    `speedup` is completions/s with the lever over without it; "on"/"off" say with/without it.
+    """
+    def mean(rows, key):
+        return sum(r[key] for r in rows) / len(rows)
+
+    out = []
+    for size in sorted({r["shape"]["size"] for r in results}):
+        rl = [r for r in results if r["shape"]["size"] == size and r["framework"] == "rlvlm"]
+        default = [r for r in rl if not r["options"]]
+        for lever, (opts, default_has_it) in LEVERS.items():
+            toggled = [r for r in rl if r["options"] == opts]
+            if not (default and toggled):
+                continue
+            on, off = (default, toggled) if default_has_it else (toggled, default)
+            out.append({"shape": size, "lever": lever, "toggle": opts, "default": default_has_it,
+                        "speedup": mean(on, "completions_per_s") / mean(off, "completions_per_s"),
+                        "generate_s_on": mean(on, "phase_seconds_generate"),
+                        "generate_s_off": mean(off, "phase_seconds_generate"),
+                        "train_s_on": mean(on, "phase_seconds_train"), "train_s_off": mean(off, "phase_seconds_train"),
+                        "peak_rss_on": mean(on, "peak_rss_mib"), "peak_rss_off": mean(off, "peak_rss_mib")})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", nargs="+", default=["tiny", "small"], choices=sorted(SHAPES))
@@ -284,7 +316,7 @@ def main(argv=None) -> int:
     ap.add_argument("--levers", action="store_true", help="also run rlvlm with each speed lever off")
     ap.add_argument("--out", default="runs/bench", help="output directory")
     ap.add_argument("--child", choices=["rlvlm", "trl"], help=argparse.SUPPRESS)
-    ap.add_argument("--shape", choices=sorted(SHAPES), help=argparse.SUPPRESS)
+    ap.add_argument("--shape", help=argparse.SUPPRESS)  # JSON shape dict
     ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -292,7 +324,7 @@ def main(argv=None) -> int:
         ap.error("--steps and --rounds must be >= 1, --warmup >= 0")
     if a.child:
         fn = run_rlvlm if a.child == "rlvlm" else run_trl
-        res = fn(SHAPES[a.shape], a.steps, a.warmup, json.loads(a.options))
+        res = fn(json.loads(a.shape), a.steps, a.warmup, json.loads(a.options))
         Path(a.result).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     if "trl" in a.frameworks:
@@ -302,7 +334,7 @@ def main(argv=None) -> int:
             ap.error("TRL is not installed: pip install -e '.[bench]' (or --frameworks rlvlm)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    variants = [{}] + ([v for v in LEVERS_OFF.values()] if a.levers else [])
+    variants = [{}] + ([opts for opts, _ in LEVERS.values()] if a.levers else [])
     results = []
     for shape in a.shapes:
         model_dir(SHAPES[shape]["size"])  # build once, outside the timed children
@@ -310,17 +342,24 @@ def main(argv=None) -> int:
             for fw in a.frameworks:
                 for opts in (variants if fw == "rlvlm" else [{}]):
                     tag = f"{shape}-{fw}-{rnd}-" + ("-".join(f"{k}{v}" for k, v in opts.items()) or "default")
-                    r = _child(fw, shape, a.steps, a.warmup, opts, out / f"{tag}.json")
+                    r = child_run(fw, SHAPES[shape], a.steps, a.warmup, opts, out / f"{tag}.json")
                     results.append(r)
                     print(f"[bench] {tag}: {r['completions_per_s']:.1f} completions/s, {r['tokens_per_s']:.0f} "
                           f"tokens/s, {r['seconds_per_step']:.3f} s/step, peak RSS {r['peak_rss_mib']:.0f} MiB",
                           flush=True)
-    summary = {"results": results, "ratios": ratios(results), "steps": a.steps, "warmup": a.warmup,
+    summary = {"results": results, "ratios": ratios(results), "levers": lever_effects(results),
+               "steps": a.steps, "warmup": a.warmup,
                "rounds": a.rounds, "command": "python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:])}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     md = table(results) + "\n\n" + "\n".join(
         f"- {r['shape']}: rlvlm / TRL completions/s = {r['completions_per_s_ratio']:.2f}x, "
         f"peak RSS = {r['peak_rss_ratio']:.2f}x" for r in summary["ratios"])
+    if summary["levers"]:
+        md += "\n\n| shape | lever (default) | speed-up with it | generate s (on / off) | train s (on / off) | peak RSS MiB (on / off) |\n"
+        md += "|---|---|---|---|---|---|\n" + "\n".join(
+            f"| {e['shape']} | {e['lever']} ({'on' if e['default'] else 'off'}) | {e['speedup']:.2f}x | {e['generate_s_on']:.3f} / {e['generate_s_off']:.3f} | "
+            f"{e['train_s_on']:.3f} / {e['train_s_off']:.3f} | {e['peak_rss_on']:.0f} / {e['peak_rss_off']:.0f} |"
+            for e in summary["levers"])
     (out / "results.md").write_text(md + "\n")
     print(md)
     return 0

@@ -104,7 +104,7 @@ class Decoded:
 @torch.no_grad()
 def decode(model, hf, enc: dict, inverse: Sequence[int], *, max_new_tokens: int, temperature: float,
            top_p: float, stop_ids: Sequence[int], pad_id: int, blocked: Sequence[int],
-           want_hidden: bool = False, static_cache: bool = True) -> Decoded:
+           want_hidden: bool = False, static_cache: bool = False) -> Decoded:
     """Sample completions for rows `inverse` of the U encoded prompts, prefilling each prompt once.
 
     temperature 0 is greedy. The recorded log-prob of a token is
@@ -167,9 +167,10 @@ def decode(model, hf, enc: dict, inverse: Sequence[int], *, max_new_tokens: int,
 def _static_copy(dynamic, inv: torch.Tensor, config, max_len: int):
     """A StaticCache of the B expanded rows holding the prefilled prompt; None where not supported.
 
-    A cache grown by `torch.cat` copies all of itself at every step (measured:
-    most of the sampling time of the 14M model at 64 x 64 tokens); a
-    preallocated one is written in place. Sliding-window layers keep the growing cache.
+    A cache grown by `torch.cat` copies all of itself at every step; a
+    preallocated one is written in place but attends over the whole window
+    every step. On CPU the two measured the same (benchmarks/grpo_vs_trl.py
+    --levers), so it is opt-in. Sliding-window layers keep the growing cache.
     """
     try:
         static = StaticCache(config=config, max_cache_len=max_len)

@@ -234,13 +234,17 @@ class Collector:
                 for (i, _), v in zip(truncated_now, vals):
                     trunc_values[(self._t, i)] = v
             self._t += 1
+        t0 = time.perf_counter()
+        # V(s_T) for bootstrapping: a prompt-only pass under the current weights (the
+        # next rollout's first step prompts the same observations after the update).
         last_values = self.policy.values(self._obs) if self.need_values else None
+        t_boot = time.perf_counter() - t0
         first_t = self._t - num_steps
         for tr in transitions:  # make t relative to this rollout
             tr.t -= first_t
         trunc_values = {(t - first_t, i): v for (t, i), v in trunc_values.items()}
         return Rollout(transitions, len(self.envs), num_steps, last_values, trunc_values, episodes,
-                       {"generate": t_gen, "env": t_env})
+                       {"generate": t_gen, "env": t_env, "bootstrap": t_boot})
 
     def collect_episodes(self, max_steps: int = 1000) -> Rollout:
         """Reset every group (shared seed per group) and play all episodes to the end."""

@@ -24,7 +24,9 @@ class RunOutputs:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_dict = config_to_dict(cfg)
         dump_config_yaml(cfg, self.dir / "config.yaml")
-        self.logger = RunLogger(self.dir)
+        # A fresh run into a used directory starts its curves afresh (resume_step=0 drops every old
+        # record); a resumed run keeps the records it continues from.
+        self.logger = RunLogger(self.dir, resume_step=None if cfg.resume else 0)
         self._phase_totals: dict[str, float] = {}
 
     # ------------------------------------------------------------ progress

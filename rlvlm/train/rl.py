@@ -286,6 +286,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             metrics["policy/lr"] = scheduler.get_last_lr()[0]
             metrics["time/generate"] = rollout.seconds.get("generate", 0.0)
             metrics["time/env"] = rollout.seconds.get("env", 0.0)
+            metrics["time/bootstrap"] = rollout.seconds.get("bootstrap", 0.0)
         if cfg.eval.every and (update + 1) % cfg.eval.every == 0 and update + 1 < cfg.updates:
             with timer("eval"):
                 ev = evaluate(policy, make_eval_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})

@@ -86,3 +86,19 @@ def test_plot_curves_writes_a_png(tmp_path: Path):
     out2 = plot_curves(tmp_path / METRICS_FILE, tmp_path / "c2.png", x="nope",
                        hlines={"rollout/return": {"SFT": 1.0}})
     assert out2.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_fresh_run_into_a_used_directory_starts_new_curves(tmp_path):
+    from rlvlm.train.config import TrainConfig
+    from rlvlm.train.outputs import RunOutputs
+    from rlvlm.train.run_dir import read_metrics
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"))
+    first = RunOutputs(cfg)
+    first.logger.log({"rollout/success_rate": 0.1}, step=1)
+    first.logger.log({"rollout/success_rate": 0.2}, step=2)
+    first.logger.close()
+    second = RunOutputs(cfg)  # same output_dir, not resuming
+    second.logger.log({"rollout/success_rate": 0.9}, step=1)
+    second.logger.close()
+    assert [r["rollout/success_rate"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [0.9]
