@@ -26,6 +26,12 @@ from rlvlm.eval.gym_cards import Run, harness_parser, print_commands, replace_bl
 
 RUNS_DIR = "runs/rlhf"
 PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (lr 3e-4: 0.775; with kl 0.01 as well: 0.700)
+FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "algo.minibatch_size=64",
+            "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
+GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
+             "algo.minibatch_size=64", "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
+GT_ARGS = ("reward.weights.reward_model=0", "reward.weights.accuracy=1")  # ground truth as the reward
+DPO_GENTLE_ARGS = ("beta=0.5", "lr=0.00001", "epochs=2")
 N_PROMPTS = 8192
 RM_TARGET = 0.90  # held-out pair accuracy the reward model should reach
 AXES = (("reward-model score", "reward_model"), ("training heuristic", "heuristic_train"),
@@ -66,11 +72,29 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
         Run("ppo", "rlhf", "train", ("train", "rlhf", f"model.name_or_path={sft}", "sft.episodes=0",
                                      f"reward.options.reward_model.path={rm_model(runs_dir)}", *PPO_ARGS)),
         Run("dpo", "rlhf", "dpo", ("dpo", f"policy={sft}", f"pairs={pairs}", f"reward_model={rm_model(runs_dir)}")),
+        # The same RL on the reward model and, as a control, on ground truth: does the learned reward
+        # train like the true one? (settings of the fast-and-right runs: 64 envs, lr 3e-4, no KL.)
+        *(Run(key, "rlhf", "train", ("train", "rlhf", f"model.name_or_path={sft}", "sft.episodes=0",
+                                     f"reward.options.reward_model.path={rm_model(runs_dir)}", *algo, *gt))
+          for key, algo, gt in (("ppo-far", FAR_ARGS, ()), ("ppo-far-gt", FAR_ARGS, GT_ARGS),
+                                ("grpo", GRPO_ARGS, ()), ("grpo-gt", GRPO_ARGS, GT_ARGS))),
+        Run("dpo-gentle", "rlhf", "dpo", ("dpo", f"policy={sft}", f"pairs={pairs}",
+                                          f"reward_model={rm_model(runs_dir)}", *DPO_GENTLE_ARGS)),
     )
 
 
 NEEDS = {"prefs": ("rlhf-sft",), "rm": ("rlhf-sft", "prefs"), "rm-vlm": ("rlhf-sft", "prefs"),
-         "ppo": ("rlhf-sft", "rm"), "dpo": ("rlhf-sft", "prefs", "rm")}  # run -> runs whose outputs it reads
+         "ppo": ("rlhf-sft", "rm"), "dpo": ("rlhf-sft", "prefs", "rm"),
+         **{k: ("rlhf-sft", "rm") for k in ("ppo-far", "ppo-far-gt", "grpo", "grpo-gt")},
+         "dpo-gentle": ("rlhf-sft", "prefs", "rm")}  # run -> runs whose outputs it reads
+# Rows of the RL table: (label, run key); train runs read sft/final, DPO runs before/after.
+RL_ROWS = (("PPO on the reward model (rlhf preset)", "ppo"),
+           ("PPO on the reward model, 64 envs, lr 3e-4, no KL", "ppo-far"),
+           ("  same, on ground truth (control)", "ppo-far-gt"),
+           ("GRPO on the reward model (groups of 8)", "grpo"),
+           ("  same, on ground truth (control)", "grpo-gt"),
+           ("DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs)", "dpo"),
+           ("DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs)", "dpo-gentle"))
 
 
 def report_path(run: Run, runs_dir: str | Path) -> Path:
@@ -190,7 +214,6 @@ def _start(results: Mapping[str, dict]) -> tuple[dict | None, int | None]:
 
 
 def rl_table(results: Mapping[str, dict], runs_dir: str | Path) -> str:
-    ppo, dpo = results.get("ppo"), results.get("dpo")
     lines = ["| policy | test questions | " + " | ".join(name for name, _ in AXES) + " |", "|---" * (len(AXES) + 2) + "|"]
     start, n = _start(results)
     if start:
@@ -198,19 +221,21 @@ def rl_table(results: Mapping[str, dict], runs_dir: str | Path) -> str:
         lines.append(f"| SFT warm-start (common start) | {n or '–'} | " + " | ".join(_f(a.get(k)) for _, k in AXES) + " |")
     else:
         lines.append(f"| SFT warm-start | {_not_run('rlhf-sft', runs_dir)} |" + " |" * len(AXES))
-    for label, key, before, after, n in (
-            ("PPO on the reward model", "ppo", ppo and ppo.get("sft"), ppo and ppo.get("final"),
-             ppo and ppo.get("final", {}).get("episodes")),
-            ("DPO on the pairs", "dpo", dpo and dpo.get("before"), dpo and dpo.get("after"),
-             dpo and dpo.get("config", {}).get("eval_episodes"))):
+    for label, key in RL_ROWS:
+        r = results.get(key)
+        is_dpo = key.startswith("dpo")
+        before = r and (r.get("before") if is_dpo else r.get("sft"))
+        after = r and (r.get("after") if is_dpo else r.get("final"))
+        n = r and (r.get("config", {}).get("eval_episodes") if is_dpo else (after or {}).get("episodes"))
         if after is None:
             lines.append(f"| {label} | {_not_run(key, runs_dir)} |" + " |" * len(AXES))
             continue
         b, a = axes(before), axes(after)
         lines.append(f"| {label} | {n or '–'} | " + " | ".join(_arrow(b.get(k), a.get(k)) for _, k in AXES) + " |")
-    if dpo is not None:
-        lines += ["", f"DPO held-out pair accuracy (implicit reward, {dpo.get('pairs', {}).get('held_out', '–')} pairs): "
-                  f"{_arrow(dpo.get('held_out_accuracy_before'), dpo.get('held_out_accuracy'))}."]
+    notes = [f"{key}: {_arrow(d.get('held_out_accuracy_before'), d.get('held_out_accuracy'))} on "
+             f"{d.get('pairs', {}).get('held_out', '–')} pairs" for key in ("dpo", "dpo-gentle") if (d := results.get(key))]
+    if notes:
+        lines += ["", "DPO held-out pair accuracy (implicit reward): " + "; ".join(notes) + "."]
     return "\n".join(lines)
 
 

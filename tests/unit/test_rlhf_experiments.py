@@ -65,7 +65,11 @@ def _fake_runs(root) -> None:
 
 def test_commands(tmp_path):
     by_key = {r.key: r for r in rh.runs(tmp_path)}
-    assert list(by_key) == ["rlhf-sft", "prefs", "rm", "rm-vlm", "ppo", "dpo"]
+    assert list(by_key) == ["rlhf-sft", "prefs", "rm", "rm-vlm", "ppo", "dpo", "ppo-far", "ppo-far-gt", "grpo",
+                            "grpo-gt", "dpo-gentle"]
+    # The ground-truth controls differ from their reward-model runs only in the reward weights.
+    diff = set(by_key["grpo-gt"].args) ^ set(by_key["grpo"].args)
+    assert diff == {"reward.weights.reward_model=0", "reward.weights.accuracy=1"}
     sft = str(tmp_path / "rlhf-sft" / "checkpoints" / "step-0" / "policy")
     prefs = by_key["prefs"].argv(tmp_path)
     assert prefs[:2] == ["rlvlm", "preferences"] and f"policy={sft}" in prefs and "n_prompts=8192" in prefs
@@ -101,7 +105,7 @@ def test_missing_inputs_come_along(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(rh, "run_all", lambda todo, *_a, **_k: ran.extend(r.key for r in todo))
     rh.run_pending(list(all_runs), tmp_path, progress=lambda _s: None)
-    assert ran == ["rm-vlm"]  # the only one without its output
+    assert ran == ["rm-vlm", "ppo-far", "ppo-far-gt", "grpo", "grpo-gt", "dpo-gentle"]  # those without output
 
 
 def test_tables(tmp_path):
@@ -117,9 +121,9 @@ def test_tables(tmp_path):
     assert "| vlm | not run yet: `rlvlm reward-model kind=vlm" in rm
     rl = blocks["rl"]
     assert "| SFT warm-start (common start) | 200 | 5.131 | 0.883 | 0.920 | 0.765 |" in rl
-    assert "| PPO on the reward model | 200 | 5.131 → 6.157 | 0.883 → 1.060 | 0.920 → 1.104 | 0.765 → 0.918 |" in rl
-    assert "| DPO on the pairs | 100 | 5.131 → 5.161 | 0.883 → 0.913 | 0.920 → 0.950 | 0.765 → 0.795 |" in rl
-    assert "1374 pairs): 0.500 → 0.871." in rl
+    assert "| PPO on the reward model (rlhf preset) | 200 | 5.131 → 6.157 | 0.883 → 1.060 | 0.920 → 1.104 | 0.765 → 0.918 |" in rl
+    assert "| DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs) | 100 | 5.131 → 5.161 | 0.883 → 0.913 | 0.920 → 0.950 | 0.765 → 0.795 |" in rl
+    assert "(implicit reward): dpo: 0.500 → 0.871 on 1374 pairs." in rl
     assert "| rm-vlm | `rlvlm reward-model kind=vlm" in blocks["commands"] and "| not run yet |" in blocks["commands"]
     assert "| ppo | `rlvlm train rlhf" in blocks["commands"] and "| 1.4 min |" in blocks["commands"]
 
@@ -129,7 +133,7 @@ def test_rm_target_missed_and_nothing_run(tmp_path):
     blocks = rh.render_blocks(rh.collect(tmp_path), tmp_path)
     assert "| 0.500 → 0.800 | – | – | – | missed |" in blocks["reward-models"]
     assert blocks["prefs"].startswith("_not run yet: `rlvlm preferences ")
-    assert "| PPO on the reward model | not run yet: `rlvlm train rlhf" in blocks["rl"]
+    assert "| PPO on the reward model (rlhf preset) | not run yet: `rlvlm train rlhf" in blocks["rl"]
     assert "| SFT warm-start | not run yet: `rlvlm train fast-and-right updates=0" in blocks["rl"]
     assert rh.plot_curves(rh.collect(tmp_path), tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
 
