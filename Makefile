@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv install install-dev demo test test-fast clean
+.PHONY: venv install install-dev install-bench demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,8 +30,13 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-bench: $(VENV)/.installed-bench
 
 demo: install
 	$(BIN)/rlvlm train
@@ -41,6 +46,15 @@ test: install-dev
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Side by side with TRL (the [bench] extra), then the tables of docs/performance.md and the README.
+bench: install-bench
+	$(BIN)/python benchmarks/grpo_vs_trl.py --steps 5 --rounds 2 --levers --out runs/bench-final
+	$(BIN)/python benchmarks/logprobs.py --out runs/bench
+	$(BIN)/python benchmarks/scaling.py --out runs/bench
+	$(BIN)/python benchmarks/numberline_phases.py --out runs/bench
+	cp runs/bench/scaling.png docs/results/bench_scaling.png
+	$(BIN)/python benchmarks/render_perf.py --main runs/bench-final --extra runs/bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
