@@ -30,6 +30,9 @@ FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "alg
             "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
 GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
              "algo.minibatch_size=64", "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
+# Dr. GRPO: advantage r - mean(group), no division by the group's std. A reward model gives two
+# near-identical replies near-identical scores; dividing by their tiny std turns noise into ±1 advantages.
+DR_GRPO_ARGS = tuple(a if a != "algo.advantage=grpo" else "algo.advantage=dr_grpo" for a in GRPO_ARGS)
 GT_ARGS = ("reward.weights.reward_model=0", "reward.weights.accuracy=1")  # ground truth as the reward
 DPO_GENTLE_ARGS = ("beta=0.5", "lr=0.00001", "epochs=2")
 N_PROMPTS = 8192
@@ -37,6 +40,7 @@ RM_TARGET = 0.90  # held-out pair accuracy the reward model should reach
 AXES = (("reward-model score", "reward_model"), ("training heuristic", "heuristic_train"),
         ("held-out heuristic", "heuristic_heldout"), ("ground-truth accuracy", "accuracy"))
 RM_KINDS = (("mlp", "rm"), ("vlm", "rm-vlm"))  # (kind, run key)
+ONPOLICY_FILE = "onpolicy.json"  # rlvlm.eval.reward_model_check's output in each reward model's run dir
 
 
 class PrefsRun(Run):
@@ -77,7 +81,8 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
         *(Run(key, "rlhf", "train", ("train", "rlhf", f"model.name_or_path={sft}", "sft.episodes=0",
                                      f"reward.options.reward_model.path={rm_model(runs_dir)}", *algo, *gt))
           for key, algo, gt in (("ppo-far", FAR_ARGS, ()), ("ppo-far-gt", FAR_ARGS, GT_ARGS),
-                                ("grpo", GRPO_ARGS, ()), ("grpo-gt", GRPO_ARGS, GT_ARGS))),
+                                ("grpo", GRPO_ARGS, ()), ("grpo-gt", GRPO_ARGS, GT_ARGS),
+                                ("grpo-dr", DR_GRPO_ARGS, ()), ("grpo-dr-gt", DR_GRPO_ARGS, GT_ARGS))),
         Run("dpo-gentle", "rlhf", "dpo", ("dpo", f"policy={sft}", f"pairs={pairs}",
                                           f"reward_model={rm_model(runs_dir)}", *DPO_GENTLE_ARGS)),
     )
@@ -85,7 +90,7 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
 
 NEEDS = {"prefs": ("rlhf-sft",), "rm": ("rlhf-sft", "prefs"), "rm-vlm": ("rlhf-sft", "prefs"),
          "ppo": ("rlhf-sft", "rm"), "dpo": ("rlhf-sft", "prefs", "rm"),
-         **{k: ("rlhf-sft", "rm") for k in ("ppo-far", "ppo-far-gt", "grpo", "grpo-gt")},
+         **{k: ("rlhf-sft", "rm") for k in ("ppo-far", "ppo-far-gt", "grpo", "grpo-gt", "grpo-dr", "grpo-dr-gt")},
          "dpo-gentle": ("rlhf-sft", "prefs", "rm")}  # run -> runs whose outputs it reads
 # Rows of the RL table: (label, run key); train runs read sft/final, DPO runs before/after.
 RL_ROWS = (("PPO on the reward model (rlhf preset)", "ppo"),
@@ -93,6 +98,8 @@ RL_ROWS = (("PPO on the reward model (rlhf preset)", "ppo"),
            ("  same, on ground truth (control)", "ppo-far-gt"),
            ("GRPO on the reward model (groups of 8)", "grpo"),
            ("  same, on ground truth (control)", "grpo-gt"),
+           ("Dr. GRPO on the reward model (no std division)", "grpo-dr"),
+           ("  same, on ground truth (control)", "grpo-dr-gt"),
            ("DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs)", "dpo"),
            ("DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs)", "dpo-gentle"))
 
@@ -249,8 +256,30 @@ def commands_table(results: Mapping[str, dict], runs_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def onpolicy_command(runs_dir: str | Path, key: str) -> str:
+    return (f"python -m rlvlm.eval.reward_model_check {sft_policy(runs_dir)} {Path(runs_dir) / key / 'model'} "
+            f"--out {Path(runs_dir) / key / ONPOLICY_FILE}")
+
+
+def onpolicy_table(runs_dir: str | Path) -> str:
+    """rlvlm.eval.reward_model_check of each reward model: its ranking of the SFT policy's own replies."""
+    lines = ["| reward model | mixed (right, wrong) pairs | ranks the right reply higher | mean score right / wrong | "
+             "score std between / within questions |", "|---|---|---|---|---|"]
+    for kind, key in RM_KINDS:
+        path = Path(runs_dir) / key / ONPOLICY_FILE
+        if not path.is_file():
+            lines.append(f"| {kind} | not run yet: `{onpolicy_command(runs_dir, key)}` | | | |")
+            continue
+        r = json.loads(path.read_text())
+        lines.append(f"| {kind} | {r['mixed_pairs']} ({r['questions']} questions x {r['k']}) | {_f(r['ranking'])} | "
+                     f"{_f(r['score_correct'], '.2f')} / {_f(r['score_wrong'], '.2f')} | "
+                     f"{_f(r['std_between_questions'], '.2f')} / {_f(r['std_within_question'], '.2f')} |")
+    return "\n".join(lines)
+
+
 def render_blocks(results: Mapping[str, dict], runs_dir: str | Path) -> dict[str, str]:
     return {"prefs": prefs_table(results, runs_dir), "reward-models": rm_table(results, runs_dir),
+            "rm-onpolicy": onpolicy_table(runs_dir),
             "rl": rl_table(results, runs_dir), "commands": commands_table(results, runs_dir)}
 
 
@@ -332,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.table_only:
         run_pending(with_inputs(selected, all_runs, args.runs_dir), args.runs_dir, force=args.force)
+        for _kind, key in RM_KINDS:  # the on-policy check of each reward model that exists
+            rm_dir = Path(args.runs_dir) / key
+            if (rm_dir / "model").is_dir() and (args.force or not (rm_dir / ONPOLICY_FILE).is_file()):
+                import subprocess
+                import sys
+
+                subprocess.run([sys.executable, "-m", *onpolicy_command(args.runs_dir, key).split()[2:]], check=True)
     results = write_results(args.runs_dir, args.doc, args.figures)
     print(f"{len(results)}/{len(all_runs)} runs have outputs; wrote {args.doc} and {args.figures}/rlhf_curves.png")
     return 0

@@ -17,6 +17,8 @@ old prefs
 <!-- rlhf:reward-models -->
 <!-- /rlhf:reward-models -->
 between, kept
+<!-- rlhf:rm-onpolicy -->
+<!-- /rlhf:rm-onpolicy -->
 <!-- rlhf:rl -->
 old rl
 <!-- /rlhf:rl -->
@@ -66,7 +68,7 @@ def _fake_runs(root) -> None:
 def test_commands(tmp_path):
     by_key = {r.key: r for r in rh.runs(tmp_path)}
     assert list(by_key) == ["rlhf-sft", "prefs", "rm", "rm-vlm", "ppo", "dpo", "ppo-far", "ppo-far-gt", "grpo",
-                            "grpo-gt", "dpo-gentle"]
+                            "grpo-gt", "grpo-dr", "grpo-dr-gt", "dpo-gentle"]
     # The ground-truth controls differ from their reward-model runs only in the reward weights.
     diff = set(by_key["grpo-gt"].args) ^ set(by_key["grpo"].args)
     assert diff == {"reward.weights.reward_model=0", "reward.weights.accuracy=1"}
@@ -105,7 +107,7 @@ def test_missing_inputs_come_along(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(rh, "run_all", lambda todo, *_a, **_k: ran.extend(r.key for r in todo))
     rh.run_pending(list(all_runs), tmp_path, progress=lambda _s: None)
-    assert ran == ["rm-vlm", "ppo-far", "ppo-far-gt", "grpo", "grpo-gt", "dpo-gentle"]  # those without output
+    assert ran == ["rm-vlm", "ppo-far", "ppo-far-gt", "grpo", "grpo-gt", "grpo-dr", "grpo-dr-gt", "dpo-gentle"]  # those without output
 
 
 def test_tables(tmp_path):
@@ -113,7 +115,12 @@ def test_tables(tmp_path):
     results = rh.collect(tmp_path)
     assert set(results) == {"rlhf-sft", "prefs", "rm", "ppo", "dpo"} and len(results["ppo"]["metrics"]) == 20
     blocks = rh.render_blocks(results, tmp_path)
-    assert list(blocks) == ["prefs", "reward-models", "rl", "commands"]
+    assert list(blocks) == ["prefs", "reward-models", "rm-onpolicy", "rl", "commands"]
+    assert "not run yet: `python -m rlvlm.eval.reward_model_check" in blocks["rm-onpolicy"]
+    (tmp_path / "rm" / rh.ONPOLICY_FILE).write_text(json.dumps(
+        {"mixed_pairs": 1424, "questions": 200, "k": 8, "ranking": 0.962, "score_correct": 7.17, "score_wrong": -2.13,
+         "std_between_questions": 9.55, "std_within_question": 3.05}))
+    assert "| mlp | 1424 (200 questions x 8) | 0.962 | 7.17 / -2.13 | 9.55 / 3.05 |" in rh.onpolicy_table(tmp_path)
     assert "| 8192 | 32768 | 6943 | 0.487 | 0.655 | 0.964 | 0.008 | 0.980 | 0.531 | 0.991 | 197 |" in blocks["prefs"]
     assert "agreement: structure" in blocks["prefs"]
     rm = blocks["reward-models"]
