@@ -25,7 +25,7 @@ from typing import Mapping
 from rlvlm.eval.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
 
 RUNS_DIR = "runs/rlhf"
-PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (lr 3e-4: 0.775; with kl 0.01 as well: 0.700)
+PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (150 updates, 1,000 test questions)
 FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "algo.minibatch_size=64",
             "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
 GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
@@ -33,6 +33,7 @@ GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "rollout.num_envs=64", "ro
 # Dr. GRPO: advantage r - mean(group), no division by the group's std. A reward model gives two
 # near-identical replies near-identical scores; dividing by their tiny std turns noise into ±1 advantages.
 DR_GRPO_ARGS = tuple(a if a != "algo.advantage=grpo" else "algo.advantage=dr_grpo" for a in GRPO_ARGS)
+SHORT_ARGS = ("updates=60", "eval.episodes=200")  # the comparison runs: shorter than the preset's 150 updates
 GT_ARGS = ("reward.weights.reward_model=0", "reward.weights.accuracy=1")  # ground truth as the reward
 DPO_GENTLE_ARGS = ("beta=0.5", "lr=0.00001", "epochs=2")
 N_PROMPTS = 8192
@@ -79,7 +80,8 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
         # The same RL on the reward model and, as a control, on ground truth: does the learned reward
         # train like the true one? (settings of the fast-and-right runs: 64 envs, lr 3e-4, no KL.)
         *(Run(key, "rlhf", "train", ("train", "rlhf", f"model.name_or_path={sft}", "sft.episodes=0",
-                                     f"reward.options.reward_model.path={rm_model(runs_dir)}", *algo, *gt))
+                                     f"reward.options.reward_model.path={rm_model(runs_dir)}", *algo, *gt,
+                                     *SHORT_ARGS))
           for key, algo, gt in (("ppo-far", FAR_ARGS, ()), ("ppo-far-gt", FAR_ARGS, GT_ARGS),
                                 ("grpo", GRPO_ARGS, ()), ("grpo-gt", GRPO_ARGS, GT_ARGS),
                                 ("grpo-dr", DR_GRPO_ARGS, ()), ("grpo-dr-gt", DR_GRPO_ARGS, GT_ARGS))),
@@ -93,10 +95,10 @@ NEEDS = {"prefs": ("rlhf-sft",), "rm": ("rlhf-sft", "prefs"), "rm-vlm": ("rlhf-s
          **{k: ("rlhf-sft", "rm") for k in ("ppo-far", "ppo-far-gt", "grpo", "grpo-gt", "grpo-dr", "grpo-dr-gt")},
          "dpo-gentle": ("rlhf-sft", "prefs", "rm")}  # run -> runs whose outputs it reads
 # Rows of the RL table: (label, run key); train runs read sft/final, DPO runs before/after.
-RL_ROWS = (("PPO on the reward model (rlhf preset)", "ppo"),
-           ("PPO on the reward model, 64 envs, lr 3e-4, no KL", "ppo-far"),
+RL_ROWS = (("PPO on the reward model (rlhf preset, 150 updates)", "ppo"),
+           ("PPO on the reward model, 64 envs, lr 3e-4, no KL, 60 updates", "ppo-far"),
            ("  same, on ground truth (control)", "ppo-far-gt"),
-           ("GRPO on the reward model (groups of 8)", "grpo"),
+           ("GRPO on the reward model (groups of 8, 60 updates)", "grpo"),
            ("  same, on ground truth (control)", "grpo-gt"),
            ("Dr. GRPO on the reward model (no std division)", "grpo-dr"),
            ("  same, on ground truth (control)", "grpo-dr-gt"),

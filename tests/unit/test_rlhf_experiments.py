@@ -128,7 +128,7 @@ def test_tables(tmp_path):
     assert "| vlm | not run yet: `rlvlm reward-model kind=vlm" in rm
     rl = blocks["rl"]
     assert "| SFT warm-start (common start) | 200 | 5.131 | 0.883 | 0.920 | 0.765 |" in rl
-    assert "| PPO on the reward model (rlhf preset) | 200 | 5.131 → 6.157 | 0.883 → 1.060 | 0.920 → 1.104 | 0.765 → 0.918 |" in rl
+    assert "| PPO on the reward model (rlhf preset, 150 updates) | 200 | 5.131 → 6.157 | 0.883 → 1.060 | 0.920 → 1.104 | 0.765 → 0.918 |" in rl
     assert "| DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs) | 100 | 5.131 → 5.161 | 0.883 → 0.913 | 0.920 → 0.950 | 0.765 → 0.795 |" in rl
     assert "(implicit reward): dpo: 0.500 → 0.871 on 1374 pairs." in rl
     assert "| rm-vlm | `rlvlm reward-model kind=vlm" in blocks["commands"] and "| not run yet |" in blocks["commands"]
@@ -140,7 +140,7 @@ def test_rm_target_missed_and_nothing_run(tmp_path):
     blocks = rh.render_blocks(rh.collect(tmp_path), tmp_path)
     assert "| 0.500 → 0.800 | – | – | – | missed |" in blocks["reward-models"]
     assert blocks["prefs"].startswith("_not run yet: `rlvlm preferences ")
-    assert "| PPO on the reward model (rlhf preset) | not run yet: `rlvlm train rlhf" in blocks["rl"]
+    assert "| PPO on the reward model (rlhf preset, 150 updates) | not run yet: `rlvlm train rlhf" in blocks["rl"]
     assert "| SFT warm-start | not run yet: `rlvlm train fast-and-right updates=0" in blocks["rl"]
     assert rh.plot_curves(rh.collect(tmp_path), tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
 
