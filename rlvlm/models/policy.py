@@ -33,6 +33,9 @@ from rlvlm.models.batching import (
 from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.models import shared_prefix
 from rlvlm.models.spans import thought_action_masks
+from rlvlm.models.token_rules import (
+    block_ids, cut_at_stop, pad_rows, split_by_image, StepClock, stop_token_ids, turn_end_ids, vision_token_ids,
+)
 from rlvlm.models.value_head import ValueHead
 
 log = logging.getLogger(__name__)
@@ -190,9 +193,9 @@ class Policy(nn.Module):
         if options.reference == "copy":
             self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
         self.to(options.device)
-        self.stop_token_ids = _stop_token_ids(hf, self.tokenizer)
-        self.turn_end_ids = _turn_end_ids(self.processor, self.stop_token_ids)
-        self.blocked_token_ids = _vision_token_ids(hf.config, self.processor)
+        self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
+        self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
+        self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -227,7 +230,7 @@ class Policy(nn.Module):
         sampling.validate()
         parts = [observation_parts(o, i) for i, o in enumerate(observations)]
         out: list[list[Sample] | None] = [None] * len(parts)
-        for idx in _split_by_image(parts):
+        for idx in split_by_image(parts):
             samples = self._sample_batch([parts[i] for i in idx], sampling)
             for j, i in enumerate(idx):
                 out[i] = samples[j * sampling.n:(j + 1) * sampling.n]
@@ -240,7 +243,7 @@ class Policy(nn.Module):
             return self._sample_shared(prompts, images, sampling)
         enc = self._encode(prompts, images)
         P = enc["input_ids"].shape[1]
-        clock = _StepClock(self.blocked_token_ids)
+        clock = StepClock(self.blocked_token_ids)
         greedy = sampling.temperature == 0
         gen_kwargs = dict(
             max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
@@ -260,7 +263,7 @@ class Policy(nn.Module):
         seqs = gen.sequences[:, P:]
         temp = 1.0 if greedy else sampling.temperature
         # (B, Tc, V) logits -> log-probs of the chosen tokens under softmax(logits / T).
-        logits = _block(torch.stack(gen.logits, dim=1).float(), self.blocked_token_ids)
+        logits = block_ids(torch.stack(gen.logits, dim=1).float(), self.blocked_token_ids)
         chosen = torch.log_softmax(logits / temp, dim=-1).gather(-1, seqs[:, : logits.shape[1], None]).squeeze(-1)
         values = None
         if self.value_head is not None and captured:
@@ -268,7 +271,7 @@ class Policy(nn.Module):
         samples = []
         for r in range(seqs.shape[0]):
             src = r // sampling.n
-            ids, stopped = _cut_at_stop(seqs[r].tolist(), self.stop_token_ids)
+            ids, stopped = cut_at_stop(seqs[r].tolist(), self.stop_token_ids)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             thought, action = thought_action_masks(self.tokenizer, ids, text)
             prompt_ids = enc["input_ids"][src][enc["attention_mask"][src].bool()].tolist()
@@ -305,7 +308,7 @@ class Policy(nn.Module):
         samples = []
         for r, u in enumerate(rows):
             src = first[u]
-            ids, stopped = _cut_at_stop(toks[r], self.stop_token_ids)
+            ids, stopped = cut_at_stop(toks[r], self.stop_token_ids)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             thought, action = thought_action_masks(self.tokenizer, ids, text)
             prompt_ids = enc["input_ids"][u][enc["attention_mask"][u].bool()].tolist()
@@ -326,7 +329,7 @@ class Policy(nn.Module):
             raise ConfigError("model.value_head is off; values() needs model.value_head=true")
         parts = [observation_parts(o, i) for i, o in enumerate(observations)]
         out = [0.0] * len(parts)
-        for idx in _split_by_image(parts):
+        for idx in split_by_image(parts):
             images = [parts[i][0] for i in idx]
             enc = self._encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
             hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
@@ -395,7 +398,7 @@ class Policy(nn.Module):
         entropy = torch.zeros((B, Tc), device=dev)
         values = torch.zeros((B,), device=dev) if self.value_head is not None and not use_reference else None
         pieces = []
-        for idx in _split_by_image([(s.image, s.prompt_text) for s in samples]):
+        for idx in split_by_image([(s.image, s.prompt_text) for s in samples]):
             lp, ent, val = self._score_batch([samples[i] for i in idx], Tc, use_reference)
             pieces.append((idx, lp, ent, val))
         if len(pieces) == 1 and pieces[0][0] == list(range(B)):
@@ -432,7 +435,7 @@ class Policy(nn.Module):
                 pieces, hidden = shared_prefix.score_logits(model, self.hf, enc, inverse, comps,
                                                             self.tokenizer.pad_token_id, want_hidden)
             n_c = sum(x.shape[1] for x in pieces)
-            targets, _ = _pad_rows(comps, n_c, self.tokenizer.pad_token_id, self.device)
+            targets, _ = pad_rows(comps, n_c, self.tokenizer.pad_token_id, self.device)
             val = None
             if want_hidden:
                 val = self.value_head(hidden).index_select(0, torch.as_tensor(inverse, device=self.device))
@@ -521,113 +524,3 @@ def _options_to_dict(o: PolicyOptions) -> dict:
 def _absolute_if_local(path: str) -> str:
     p = Path(path)
     return str(p.resolve()) if p.exists() else path
-
-
-def _pad_rows(rows, width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, width) ids and their mask."""
-    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
-        mask[i, : len(r)] = True
-    return out.to(device), mask.to(device)
-
-
-def _split_by_image(parts) -> list[list[int]]:
-    with_img = [i for i, (im, _) in enumerate(parts) if im is not None]
-    without = [i for i, (im, _) in enumerate(parts) if im is None]
-    return [g for g in (with_img, without) if g]
-
-
-def _stop_token_ids(hf, tokenizer) -> list[int]:
-    eos = hf.generation_config.eos_token_id if hf.generation_config is not None else None
-    ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    if not ids:
-        raise ModelSetupError("the model has no eos token: set generation_config.eos_token_id or tokenizer.eos_token")
-    return ids
-
-
-def _turn_end_ids(processor, stop_ids: list[int]) -> list[int]:
-    """Tokens the chat template puts after an assistant message, up to the first stop token.
-
-    Read from the model's own template (render a conversation with a marker
-    answer), so SFT targets end exactly as the model must stop when sampling.
-    """
-    marker = "\u2063MARK\u2063"
-    msgs = [{"role": "user", "content": [{"type": "text", "text": "q"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": marker}]}]
-    try:
-        rendered = processor.apply_chat_template(msgs, tokenize=False)
-    except Exception:  # a template without assistant turns: fall back to the first stop token
-        return stop_ids[:1]
-    tail = rendered.split(marker, 1)[1] if marker in rendered else ""
-    ids = processor.tokenizer.encode(tail, add_special_tokens=False)
-    for k, t in enumerate(ids):
-        if t in stop_ids:
-            return ids[: k + 1]
-    return stop_ids[:1]
-
-
-def _cut_at_stop(ids: list[int], stop: list[int]) -> tuple[list[int], bool]:
-    """Completion tokens up to and including the first stop token."""
-    for k, t in enumerate(ids):
-        if t in stop:
-            return ids[: k + 1], True
-    return ids, False
-
-
-def _vision_token_ids(config, processor) -> list[int]:
-    """Ids of image/video placeholder and delimiter tokens.
-
-    A completion must never contain them: a sampled image placeholder makes
-    the re-scoring pass see more image tokens than images and fail. They are
-    masked out of the sampling distribution and, identically, out of the
-    scored distribution, so log-probs still agree.
-    """
-    ids: set[int] = set()
-    for cfg in (config, getattr(config, "text_config", None)):
-        for key, value in (vars(cfg).items() if cfg is not None else ()):
-            if (key.endswith(("_token_id", "_token_index")) and isinstance(value, int)
-                    and any(w in key for w in ("image", "video", "vision", "boi", "eoi"))):
-                ids.add(value)
-    for key in ("image_token_id", "video_token_id", "fake_image_token_id", "global_image_token_id"):
-        value = getattr(processor, key, None)
-        if isinstance(value, int):
-            ids.add(value)
-    vocab = config.get_text_config().vocab_size
-    return sorted(i for i in ids if 0 <= i < vocab)
-
-
-def _block(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
-    if ids:
-        logits = logits.clone()
-        logits[..., ids] = float("-inf")
-    return logits
-
-
-class _StepClock:
-    """A logits processor that masks vision tokens and records when each step ran.
-
-    The timestamps give each sample's wall-clock latency in a batch: the time
-    at which the step producing its last token finished.
-    """
-
-    def __init__(self, blocked: list[int]):
-        self.blocked = blocked
-        self.t0 = 0.0
-        self.stamps: list[float] = []
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter()
-        self.stamps = []
-
-    def __call__(self, input_ids, scores):
-        self.stamps.append(time.perf_counter() - self.t0)
-        return _block(scores, self.blocked)
-
-    def elapsed_at(self, n_tokens: int) -> float:
-        if not self.stamps or n_tokens == 0:
-            return 0.0
-        return self.stamps[min(n_tokens, len(self.stamps)) - 1]
