@@ -42,8 +42,12 @@ def sft_policy(runs_dir: str | Path) -> str:
 
 
 def help_policy(runs_dir: str | Path) -> str:
-    """The single-turn help-seeking run's final policy (GRPO, 100 updates -> checkpoint step-100)."""
-    return str(Path(runs_dir) / "help-single" / "checkpoints" / "step-100" / "policy")
+    """The single-turn help-seeking run's final policy (checkpoint step-U, U = the preset's updates)."""
+    from rlvlm.config import load_config
+    from rlvlm.train.config import TrainConfig
+
+    updates = load_config(TrainConfig, "help-seeking").updates
+    return str(Path(runs_dir) / "help-single" / "checkpoints" / f"step-{updates}" / "policy")
 
 
 def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
@@ -56,7 +60,8 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
     out = [
         _train("help-single", "help", "help-seeking"),
         _train("help-multi", "help", "help-seeking", *help_multi),
-        _train("help-single-noask", "help", "help-seeking", "sft.ask_rate=0"),
+        # 100 updates (the preset's count before it became 300): it never samples an ask, so more cannot help.
+        _train("help-single-noask", "help", "help-seeking", "sft.ask_rate=0", "updates=100"),
         # Multi-turn from scratch did not learn to ask; from the single-turn RL policy it keeps asking.
         _train("help-multi-from-single", "help", "help-seeking", f"model.name_or_path={help_policy(runs_dir)}",
                "sft.episodes=0", *help_multi, "updates=30"),
