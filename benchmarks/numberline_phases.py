@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     from rlvlm.config import load_config
     from rlvlm.train.config import TrainConfig
     from rlvlm.train.rl import train
+    from rlvlm.train.run_dir import read_metrics
 
     out = Path(a.out)
     run_dir = out / "numberline-phases"
@@ -47,8 +48,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if not a.report_only:
         train(cfg, progress=lambda s: print(s, flush=True))
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "rollout/steps" in r]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "rollout/steps" in r]
     starts = [i for i, r in enumerate(rows) if r.get("update") == 1]
     rows = rows[(starts[-1] if starts else 0) + 1:]  # the last run's records, less its warm-up update
     seconds = {p: sum(r.get(f"time/{p}", 0.0) for r in rows) / len(rows) for p in PHASES}

@@ -19,6 +19,9 @@ training heuristic, a held-out heuristic the pairs never saw, and ground-truth a
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -258,9 +261,14 @@ def commands_table(results: Mapping[str, dict], runs_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def onpolicy_argv(runs_dir: str | Path, key: str) -> list[str]:
+    """`python -m rlvlm.eval.reward_model_check ...` of reward model `key` (module args, after the interpreter)."""
+    return ["-m", "rlvlm.eval.reward_model_check", sft_policy(runs_dir), str(Path(runs_dir) / key / "model"),
+            "--out", str(Path(runs_dir) / key / ONPOLICY_FILE)]
+
+
 def onpolicy_command(runs_dir: str | Path, key: str) -> str:
-    return (f"python -m rlvlm.eval.reward_model_check {sft_policy(runs_dir)} {Path(runs_dir) / key / 'model'} "
-            f"--out {Path(runs_dir) / key / ONPOLICY_FILE}")
+    return "python " + shlex.join(onpolicy_argv(runs_dir, key))
 
 
 def onpolicy_table(runs_dir: str | Path) -> str:
@@ -366,10 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         for _kind, key in RM_KINDS:  # the on-policy check of each reward model that exists
             rm_dir = Path(args.runs_dir) / key
             if (rm_dir / "model").is_dir() and (args.force or not (rm_dir / ONPOLICY_FILE).is_file()):
-                import subprocess
-                import sys
-
-                subprocess.run([sys.executable, "-m", *onpolicy_command(args.runs_dir, key).split()[2:]], check=True)
+                subprocess.run([sys.executable, *onpolicy_argv(args.runs_dir, key)], check=True)
     results = write_results(args.runs_dir, args.doc, args.figures)
     print(f"{len(results)}/{len(all_runs)} runs have outputs; wrote {args.doc} and {args.figures}/rlhf_curves.png")
     return 0

@@ -118,8 +118,10 @@ def append_completions(enc: dict, completions: Sequence[Sequence[int]], pad_id: 
     """
     B = enc["input_ids"].shape[0]
     Tc = max((len(c) for c in completions), default=0)
-    comp = torch.full((B, Tc), pad_id, dtype=enc["input_ids"].dtype)
-    cmask = torch.zeros((B, Tc), dtype=enc["attention_mask"].dtype)
+    # On the prompts' device: they may already be on the GPU (Policy._encode moves them).
+    dev = enc["input_ids"].device
+    comp = torch.full((B, Tc), pad_id, dtype=enc["input_ids"].dtype, device=dev)
+    cmask = torch.zeros((B, Tc), dtype=enc["attention_mask"].dtype, device=dev)
     for i, c in enumerate(completions):
         comp[i, : len(c)] = torch.as_tensor(list(c), dtype=comp.dtype)
         cmask[i, : len(c)] = 1
@@ -127,5 +129,5 @@ def append_completions(enc: dict, completions: Sequence[Sequence[int]], pad_id: 
     out["input_ids"] = torch.cat([enc["input_ids"], comp], dim=1)
     out["attention_mask"] = torch.cat([enc["attention_mask"], cmask], dim=1)
     for k in per_token_keys(enc):
-        out[k] = torch.cat([enc[k], torch.zeros((B, Tc), dtype=enc[k].dtype)], dim=1)
+        out[k] = torch.cat([enc[k], torch.zeros((B, Tc), dtype=enc[k].dtype, device=dev)], dim=1)
     return out, cmask.bool()

@@ -28,7 +28,7 @@ from torch import nn
 from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import (
-    Sample, append_completions, chat_prompt, encode_prompts, observation_parts, per_token_keys,
+    Sample, chat_prompt, encode_prompts, observation_parts,
 )
 from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.models import shared_prefix
@@ -252,14 +252,9 @@ class Policy(nn.Module):
         )
         if not greedy:
             gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self._capture_prompt_hidden() as captured:
-                clock.start()
-                gen = self.model.generate(**enc, **gen_kwargs)
-        finally:
-            self.model.train(was_training)
+        with self._eval_mode(), self._capture_prompt_hidden() as captured:
+            clock.start()
+            gen = self.model.generate(**enc, **gen_kwargs)
         seqs = gen.sequences[:, P:]
         temp = 1.0 if greedy else sampling.temperature
         # (B, Tc, V) logits -> log-probs of the chosen tokens under softmax(logits / T).
@@ -268,20 +263,9 @@ class Policy(nn.Module):
         values = None
         if self.value_head is not None and captured:
             values = self.value_head(captured[0]).tolist()
-        samples = []
-        for r in range(seqs.shape[0]):
-            src = r // sampling.n
-            ids, stopped = cut_at_stop(seqs[r].tolist(), self.stop_token_ids)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            thought, action = thought_action_masks(self.tokenizer, ids, text)
-            prompt_ids = enc["input_ids"][src][enc["attention_mask"][src].bool()].tolist()
-            samples.append(Sample(
-                prompt_text=prompts[src], image=images[src], prompt_ids=prompt_ids, completion_ids=ids,
-                text=text, logprobs=chosen[r, : len(ids)].tolist(), thought_mask=thought, action_mask=action,
-                temperature=temp, value=None if values is None else values[r],
-                gen_seconds=clock.elapsed_at(len(ids)), truncated=not stopped,
-            ))
-        return samples
+        rows = [(r // sampling.n, r // sampling.n) for r in range(seqs.shape[0])]
+        return self._to_samples(prompts, images, enc, rows, seqs.tolist(), chosen.tolist(), values, temp,
+                                clock.elapsed_at)
 
     def _sample_shared(self, prompts, images, sampling: SamplingConfig) -> list[Sample]:
         """Sampling with the own decode loop: each distinct prompt is encoded and prefilled once."""
@@ -291,36 +275,49 @@ class Policy(nn.Module):
             first, inverse = list(range(len(prompts))), list(range(len(prompts)))
         enc = self._encode([prompts[i] for i in first], [images[i] for i in first])
         rows = [u for u in inverse for _ in range(sampling.n)]  # observation-major, n per observation
-        greedy = sampling.temperature == 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             dec = shared_prefix.decode(
                 self.model, self.hf, enc, rows, max_new_tokens=sampling.max_new_tokens,
                 temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=self.stop_token_ids,
                 pad_id=self.tokenizer.pad_token_id, blocked=self.blocked_token_ids,
                 want_hidden=self.value_head is not None, static_cache=self.options.static_cache)
-        finally:
-            self.model.train(was_training)
-        values = self.value_head(dec.prompt_hidden).tolist() if dec.prompt_hidden is not None else None
-        temp = 1.0 if greedy else sampling.temperature
-        toks, lps = dec.tokens.tolist(), dec.logprobs.tolist()
+        values = None
+        if dec.prompt_hidden is not None:
+            per_prompt = self.value_head(dec.prompt_hidden).tolist()
+            values = [per_prompt[u] for u in rows]
+        temp = 1.0 if sampling.temperature == 0 else sampling.temperature
+        return self._to_samples(prompts, images, enc, [(first[u], u) for u in rows], dec.tokens.tolist(),
+                                dec.logprobs.tolist(), values, temp, dec.elapsed_at)
+
+    def _to_samples(self, prompts, images, enc, rows, tokens, logprobs, values, temp, elapsed_at) -> list[Sample]:
+        """One Sample per output row; rows[r] = (observation index, row of `enc` holding its prompt).
+
+        tokens / logprobs / values are per output row (values may be None);
+        elapsed_at(n) is the batch's wall-clock when a reply of n tokens stopped.
+        """
         samples = []
-        for r, u in enumerate(rows):
-            src = first[u]
-            ids, stopped = cut_at_stop(toks[r], self.stop_token_ids)
+        for r, (src, e) in enumerate(rows):
+            ids, stopped = cut_at_stop(tokens[r], self.stop_token_ids)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             thought, action = thought_action_masks(self.tokenizer, ids, text)
-            prompt_ids = enc["input_ids"][u][enc["attention_mask"][u].bool()].tolist()
-            n_ids = len(ids)
+            prompt_ids = enc["input_ids"][e][enc["attention_mask"][e].bool()].tolist()
             samples.append(Sample(
                 prompt_text=prompts[src], image=images[src], prompt_ids=prompt_ids, completion_ids=ids,
-                text=text, logprobs=lps[r][:n_ids], thought_mask=thought, action_mask=action,
-                temperature=temp, value=None if values is None else values[u],
-                gen_seconds=dec.stamps[min(n_ids, len(dec.stamps)) - 1] if n_ids and dec.stamps else 0.0,
-                truncated=not stopped,
+                text=text, logprobs=logprobs[r][: len(ids)], thought_mask=thought, action_mask=action,
+                temperature=temp, value=None if values is None else values[r],
+                gen_seconds=elapsed_at(len(ids)), truncated=not stopped,
             ))
         return samples
+
+    @contextmanager
+    def _eval_mode(self):
+        """Sampling runs the model in eval mode and leaves its train/eval state as it found it."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
 
     @torch.no_grad()
     def values(self, observations: Sequence[Any]) -> list[float]:
@@ -441,13 +438,10 @@ class Policy(nn.Module):
                 val = self.value_head(hidden).index_select(0, torch.as_tensor(inverse, device=self.device))
         else:
             enc = self._encode([s.prompt_text for s in samples], [s.image for s in samples])
-            inputs, cmask = append_completions(enc, comps, self.tokenizer.pad_token_id)
+            pos, inputs = shared_prefix.completion_positions(self.hf, enc, comps, self.tokenizer.pad_token_id)
             inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
             kw = {k: v for k, v in inputs.items() if k != "input_ids"}
-            # Same positions as generation (see batching.py), from the model's own rule.
-            pos_kwargs = {k: inputs[k] for k in ["attention_mask", "image_grid_thw", "video_grid_thw",
-                                                    "mm_token_type_ids"] + per_token_keys(enc) if k in inputs}
-            kw["position_ids"] = self.hf._prepare_position_ids_for_generation(inputs["input_ids"], dict(pos_kwargs))
+            kw["position_ids"] = pos.to(self.device)
             n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
             with ctx:
                 # Logits only where they predict completion tokens (the last n_c + 1

@@ -68,8 +68,12 @@ def expand_cache(cache, index: torch.Tensor) -> None:
             layer.values = layer.values.index_select(0, index)
 
 
-def _positions(hf, enc: dict, completions: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, dict]:
-    """Position ids of prompt + completion rows (one row per completion, prompts by `enc` row)."""
+def completion_positions(hf, enc: dict, completions: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, dict]:
+    """(position ids, inputs) of prompts + right-padded completions, from the model's own rule.
+
+    The layout `generate` produces (batching.py), so sampled and re-scored
+    positions match, Qwen2-VL's 3-D M-RoPE ones included.
+    """
     inputs, _ = append_completions(enc, completions, pad_id)
     keys = ["attention_mask", "image_grid_thw", "video_grid_thw", "mm_token_type_ids"] + per_token_keys(enc)
     pos_kwargs = {k: inputs[k] for k in keys if k in inputs}
@@ -87,6 +91,14 @@ def _select_rows(enc: dict, index: torch.Tensor) -> dict:
     return out
 
 
+def _first_rows(inverse: Sequence[int], n_prompts: int, device) -> torch.Tensor:
+    """For each encoded prompt, the first output row that uses it (its positions are every such row's)."""
+    first: dict[int, int] = {}
+    for r, u in enumerate(inverse):
+        first.setdefault(u, r)
+    return torch.as_tensor([first[u] for u in range(n_prompts)], device=device)
+
+
 def _continuation_kwargs(enc: dict, full: dict, P: int) -> dict:
     """Per-token side inputs (token types) of the continuation part, zeros = text."""
     return {k: full[k][:, P:] for k in per_token_keys(enc)}
@@ -99,6 +111,12 @@ class Decoded:
     logprobs: torch.Tensor  # (B, T) log softmax(logits / temperature) of each sampled token
     stamps: list[float]  # seconds from the start at which each step's logits were ready
     prompt_hidden: torch.Tensor | None  # (U, H) last-layer state of each distinct prompt's last token
+
+    def elapsed_at(self, n_tokens: int) -> float:
+        """Seconds from the start until a reply of n_tokens had its last token (its latency in the batch)."""
+        if not self.stamps or n_tokens == 0:
+            return 0.0
+        return self.stamps[min(n_tokens, len(self.stamps)) - 1]
 
 
 @torch.no_grad()
@@ -119,8 +137,8 @@ def decode(model, hf, enc: dict, inverse: Sequence[int], *, max_new_tokens: int,
     t0 = time.perf_counter()
     # Positions of the whole generation window, from the model's own rule.
     rows = _select_rows(enc, inv)
-    pos, full = _positions(hf, rows, [[pad_id] * T] * B, pad_id)
-    first_rows = torch.as_tensor([list(inverse).index(u) for u in range(enc["input_ids"].shape[0])], device=dev)
+    pos, full = completion_positions(hf, rows, [[pad_id] * T] * B, pad_id)
+    first_rows = _first_rows(inverse, enc["input_ids"].shape[0], dev)
     out = model(**enc, position_ids=pos[..., first_rows, :P], use_cache=True, logits_to_keep=1,
                 output_hidden_states=want_hidden)
     hidden = out.hidden_states[-1][:, -1] if want_hidden else None
@@ -216,11 +234,10 @@ def score_logits(model, hf, enc: dict, inverse: Sequence[int], completions: Sequ
     inv = torch.as_tensor(list(inverse), device=dev)
     P = enc["input_ids"].shape[1]
     rows = _select_rows(enc, inv)
-    pos, full = _positions(hf, rows, completions, pad_id)
+    pos, full = completion_positions(hf, rows, completions, pad_id)
     full = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in full.items()}
     pos = pos.to(dev)
-    U = enc["input_ids"].shape[0]
-    first_rows = torch.as_tensor([list(inverse).index(u) for u in range(U)], device=dev)
+    first_rows = _first_rows(inverse, enc["input_ids"].shape[0], dev)
     Tc = full["input_ids"].shape[1] - P
     out = model(**enc, position_ids=pos[..., first_rows, :P], use_cache=Tc > 0, logits_to_keep=1,
                 output_hidden_states=want_hidden)

@@ -76,6 +76,42 @@ def _old_token_matrix(samples, Tc: int) -> torch.Tensor:
     return m
 
 
+def _minibatch_loss(policy, batch: Batch, idx: list[int], adv: torch.Tensor, cfg: AlgoConfig,
+                    entropy_coef: float) -> tuple[torch.Tensor | None, dict]:
+    """Forward pass and total loss of one minibatch; (None, {approx_kl}) when past 1.5 x target_kl."""
+    mb = [batch.samples[i] for i in idx]
+    out = policy.score(mb)
+    old = _old_token_matrix(mb, out.logprobs.shape[1]).to(out.logprobs.device)
+    a = adv[idx].to(out.logprobs.device)
+    if cfg.ratio_level == "action":
+        new_lp = algos.action_logprob(out.logprobs, out.thought_mask, out.action_mask, cfg.thought_coef)
+        old_lp = algos.action_logprob(old, out.thought_mask, out.action_mask, cfg.thought_coef)
+        pl, pm = algos.ppo_clip_loss(new_lp, old_lp, a, clip_low=cfg.clip_low, clip_high=cfg.clip_high)
+    else:
+        pl, pm = algos.ppo_clip_loss(out.logprobs, old, a[:, None].expand_as(old), out.mask,
+                                     clip_low=cfg.clip_low, clip_high=cfg.clip_high, aggregation=cfg.aggregation)
+    total = pl
+    metrics = dict(pm)
+    if cfg.target_kl is not None and metrics.get("policy/approx_kl", 0.0) > 1.5 * cfg.target_kl:
+        return None, {"policy/approx_kl": metrics["policy/approx_kl"]}
+    if out.values is not None and cfg.value_coef > 0:
+        vl, vm = algos.value_loss(out.values, batch.old_values[idx].to(out.values.device),
+                                  batch.returns[idx].to(out.values.device), clip=cfg.value_clip)
+        total = total + cfg.value_coef * vl
+        metrics.update(vm)
+    el, em = algos.entropy_bonus(out.entropy, out.mask, coef=entropy_coef)
+    total = total + el
+    metrics.update(em)
+    if cfg.kl_coef > 0 and batch.ref_logprobs is not None:
+        ref = torch.zeros_like(out.logprobs)
+        for j, i in enumerate(idx):
+            ref[j, : len(batch.ref_logprobs[i])] = batch.ref_logprobs[i]
+        kl, km = algos.kl_loss(out.logprobs, ref, out.mask, kind=cfg.kl_estimator)
+        total = total + cfg.kl_coef * kl
+        metrics.update(km)
+    return total, metrics
+
+
 def _no_timer(_name):
     return nullcontext()
 
@@ -117,43 +153,12 @@ def ppo_update(policy, optimizer, batch: Batch, cfg: AlgoConfig, *, entropy_coef
         rng.shuffle(order)
         for start in range(0, B, cfg.minibatch_size):
             idx = order[start:start + cfg.minibatch_size]
-            mb = [batch.samples[i] for i in idx]
-            fwd = timer("forward")
-            fwd.__enter__()
-            out = policy.score(mb)
-            old = _old_token_matrix(mb, out.logprobs.shape[1]).to(out.logprobs.device)
-            a = adv[idx].to(out.logprobs.device)
-            if cfg.ratio_level == "action":
-                new_lp = algos.action_logprob(out.logprobs, out.thought_mask, out.action_mask, cfg.thought_coef)
-                old_lp = algos.action_logprob(old, out.thought_mask, out.action_mask, cfg.thought_coef)
-                pl, pm = algos.ppo_clip_loss(new_lp, old_lp, a, clip_low=cfg.clip_low, clip_high=cfg.clip_high)
-            else:
-                pl, pm = algos.ppo_clip_loss(out.logprobs, old, a[:, None].expand_as(old), out.mask,
-                                             clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                                             aggregation=cfg.aggregation)
-            total = pl
-            metrics = dict(pm)
-            if cfg.target_kl is not None and metrics.get("policy/approx_kl", 0.0) > 1.5 * cfg.target_kl:
+            with timer("forward"):
+                total, metrics = _minibatch_loss(policy, batch, idx, adv, cfg, entropy_coef)
+            if total is None:  # approx KL already past 1.5 x target_kl: stop before this step
                 stopped_early = 1
-                add({"policy/approx_kl": metrics["policy/approx_kl"]})
-                fwd.__exit__(None, None, None)
+                add(metrics)
                 break
-            if out.values is not None and cfg.value_coef > 0:
-                vl, vm = algos.value_loss(out.values, batch.old_values[idx].to(out.values.device),
-                                          batch.returns[idx].to(out.values.device), clip=cfg.value_clip)
-                total = total + cfg.value_coef * vl
-                metrics.update(vm)
-            el, em = algos.entropy_bonus(out.entropy, out.mask, coef=entropy_coef)
-            total = total + el
-            metrics.update(em)
-            if cfg.kl_coef > 0 and batch.ref_logprobs is not None:
-                ref = torch.zeros_like(out.logprobs)
-                for j, i in enumerate(idx):
-                    ref[j, : len(batch.ref_logprobs[i])] = batch.ref_logprobs[i]
-                kl, km = algos.kl_loss(out.logprobs, ref, out.mask, kind=cfg.kl_estimator)
-                total = total + cfg.kl_coef * kl
-                metrics.update(km)
-            fwd.__exit__(None, None, None)
             if not torch.isfinite(total):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
