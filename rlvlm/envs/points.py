@@ -6,7 +6,14 @@ Each step appends one token to the formula. Rules (../shared/MISSION.md):
 - "=" submits: `correct_reward` (+10) if every card is used and the formula
   equals the target, else `wrong_penalty` (-1); either way the episode ends
   (set wrong_equals_ends=False to let a wrong "=" be a no-op instead);
-- the episode truncates when the formula grows past `max_formula_tokens`.
+- the formula has room for `max_formula_tokens` tokens (5 / 20): the move
+  that goes past that ends the episode as a failed attempt, with
+  `wrong_penalty` (-1) on that step, terminated (not truncated). The
+  original charges -1 for it too; its env flags that step truncated, but its
+  PPO (masks from done; time-limit bootstrapping only at gymnasium's 300
+  steps, and off) learns from it as terminal. Running out of room is the
+  game's outcome, not a time limit: were it bootstrapped with reward 0,
+  stalling would score better than a wrong "=".
 
 EZPoints: two cards, target 12, tokens 1-10 + * =. Points24: four cards,
 target 24, tokens 1-10 + - * / ( ) =.
@@ -15,20 +22,24 @@ Fixes to the original: formulas are token lists evaluated by the safe
 fraction parser (so "1" then "2" is not the number 12, and nothing is
 eval'd); deals are solvable by default (`solvable_only`), checked by the exact
 solver; `syntax_check=True` additionally rejects appends that can never
-become a valid formula (off by default, as in the original).
+become a valid formula (off by default, as in the original). Where the
+original's rules are a matter of taste rather than a bug, `length_rule` and
+`deal_rule` choose them (see PointsEnv).
 """
 
 from __future__ import annotations
 
 from PIL import ImageDraw
 
-from rlvlm.envs.base import TextImageEnv, check_float, check_int, reply_format
-from rlvlm.envs.cards import RANKS, deal, rank_value
+from rlvlm.envs.base import TextImageEnv, check_choice, check_float, check_int, reply_format
+from rlvlm.envs.cards import RANKS, SUITS, deal, rank_value
 from rlvlm.envs.formula import FormulaError, complete, evaluate, is_solvable, is_viable_prefix
 from rlvlm.envs.render import card_row, draw_text, new_canvas
 from rlvlm.errors import ConfigError
 
 _MAX_DEAL_TRIES = 10_000
+LENGTH_RULES = ("accepted", "rl4vlm")
+DEAL_RULES = ("deck", "rl4vlm")
 
 
 def _rank(card) -> str:
@@ -41,7 +52,54 @@ def _rank(card) -> str:
 
 
 class PointsEnv(TextImageEnv):
-    """Shared engine; EZPointsEnv and Points24Env fix the game's constants."""
+    """Shared engine; EZPointsEnv and Points24Env fix the game's constants.
+
+    Two options choose between our rules and those of the original (RL4VLM
+    gym-cards, gym_cards/envs/ezpoints.py and points.py); pass
+    `length_rule="rl4vlm", deal_rule="rl4vlm"` to reproduce the original's
+    episodes (its bugs stay fixed: see the module docstring).
+
+    length_rule: which moves use up the formula's `max_formula_tokens` room.
+      "accepted" (default): only tokens the formula accepted. A rejected move
+        (a reused card, a number no card shows, a syntax_check refusal, a
+        wrong "=" under wrong_equals_ends=False) is a no-op that costs its
+        penalty and nothing else; episodes are bounded by max_steps
+        (2 x max_formula_tokens). Why the default: a mistake costs its
+        penalty once and never makes the hand unwinnable. Under "rl4vlm" it
+        also eats room: EZPoints solutions take 3 of the 5 slots, so after a
+        third rejected card no solution fits and the rest of the episode is
+        lost whatever the model does, steps that carry no learning signal.
+      "rl4vlm": every move that does not end the episode uses one slot, as
+        in the original, which appends a blank " " to the formula for a
+        rejected card. A game then lasts at most max_formula_tokens + 1
+        moves (6 / 21). The original notices the overflow one step later:
+        at the start of the next step it charges -1 whatever that action is;
+        here the overflowing move itself ends the episode and carries the
+        -1 (on top of its own -1 if it was rejected), so returns are the
+        original's, and no model call is spent on an action that cannot
+        matter. Replies that do not parse never reach the game and use no
+        slot in either rule (the original replaced them by a random action).
+
+    deal_rule: how a hand is dealt (reset options={"cards": ...} overrides both).
+      "deck" (default): from one shuffled 52-card deck, dealt again until
+        solvable (solvable_only). EZPoints hands come in proportion to the
+        card pairs that make 12: (2, 10) 64/150 (sixteen 10-valued cards),
+        (2, 6), (3, 4), (3, 9), (4, 8), (5, 7) 16/150 each, (6, 6) 6/150.
+        Why the default: it is what "deal two cards" means, every card of
+        the deck that can be in a solution appears (J, Q, K on either side),
+        and it is the same procedure for both games.
+      "rl4vlm": the original's dealer. EZPoints: the first card is uniform
+        over 2..K (never an ace); the second is the one that makes 12 with
+        it, by "*" with probability 1/2 when the first is 2, 3, 4 or 6 and by
+        "+" otherwise (a 10-valued second card is always a 10, never J/Q/K);
+        suits are uniform and the two cards are shown in random order. So
+        (2, 10) 9/24, (5, 7) 4/24, (3, 9) and (4, 8) 3/24 each, (2, 6) and
+        (3, 4) 2/24 each, (6, 6) 1/24. It is built for 12 with J/Q/K as 10,
+        so it needs target=12 and face_cards_as_10=True. Points24: four
+        independent cards (an infinite deck, as the original draws four
+        independent ranks and suits), dealt again until solvable under
+        solvable_only (our fix, kept).
+    """
 
     num_cards = 4
     default_target = 24
@@ -61,6 +119,8 @@ class PointsEnv(TextImageEnv):
         wrong_equals_ends: bool = True,
         syntax_check: bool = False,
         max_formula_tokens: int | None = None,
+        length_rule: str = "accepted",
+        deal_rule: str = "deck",
         **kwargs,
     ):
         self.target = check_int("target", self.default_target if target is None else target, 1, 10**6)
@@ -74,6 +134,11 @@ class PointsEnv(TextImageEnv):
         self.max_formula_tokens = check_int(
             "max_formula_tokens", self.default_max_tokens if max_formula_tokens is None else max_formula_tokens, 1, 1000
         )
+        check_choice("length_rule", length_rule, LENGTH_RULES)
+        check_choice("deal_rule", deal_rule, DEAL_RULES)
+        self.length_rule = length_rule
+        self.deal_rule = deal_rule
+        self._check_deal_rule()
         top = 10 if self.face_cards_as_10 else 13
         self.legal_actions = (
             tuple(str(v) for v in range(1, top + 1)) + tuple(self.ops) + (("(", ")") if self.parens else ()) + ("=",)
@@ -91,7 +156,7 @@ class PointsEnv(TextImageEnv):
             self._set_hand(hand, [rank_value(r, self.face_cards_as_10) for r, _ in hand])
             return
         for _ in range(_MAX_DEAL_TRIES):
-            hand = deal(self.np_random, self.num_cards)
+            hand = self._deal()
             values = [rank_value(r, self.face_cards_as_10) for r, _ in hand]
             if not self.solvable_only or is_solvable(values, self.target, self.ops):
                 break
@@ -101,12 +166,22 @@ class PointsEnv(TextImageEnv):
             )
         self._set_hand(hand, values)
 
+    def _check_deal_rule(self) -> None:
+        """Refuse a deal_rule that cannot deal for this configuration."""
+
+    def _deal(self) -> list[tuple[str, str]]:
+        # rl4vlm: the original's Points24 draws each card independently.
+        return deal(self.np_random, self.num_cards, replace=self.deal_rule == "rl4vlm")
+
     def _set_hand(self, hand, values) -> None:
         self.cards = [r for r, _ in hand]
         self.suits = [s for _, s in hand]
         self.values = values
         self.used = [False] * self.num_cards
         self.tokens: list[str] = []
+        # Slots of max_formula_tokens used so far: len(tokens), plus rejected
+        # moves under length_rule="rl4vlm".
+        self.formula_length = 0
         self._layer = None
 
     def _act(self, action: str):
@@ -122,10 +197,25 @@ class PointsEnv(TextImageEnv):
         elif self.syntax_check and not is_viable_prefix(self.tokens + [action]):
             return self._illegal(f"{action!r} cannot follow {''.join(self.tokens) or 'an empty formula'!r}")
         self.tokens.append(action)
-        return 0.0, False, {}
+        return self._use_slot(0.0, {})
 
     def _illegal(self, reason: str):
-        return self.illegal_penalty, False, {"action_legal": False, "illegal_reason": reason}
+        return self._noop(self.illegal_penalty, {"action_legal": False, "illegal_reason": reason})
+
+    def _noop(self, reward: float, extra: dict):
+        """A move the game refused: under length_rule="rl4vlm" it still uses a slot."""
+        if self.length_rule == "rl4vlm":
+            return self._use_slot(reward, extra)
+        return reward, False, extra
+
+    def _use_slot(self, reward: float, extra: dict):
+        """Count one slot; the move that overflows the formula ends the
+        episode as a failure: `wrong_penalty` on top of the move's own reward,
+        terminated (see the module docstring)."""
+        self.formula_length += 1
+        if self.formula_length <= self.max_formula_tokens:
+            return reward, False, extra
+        return reward + self.wrong_penalty, True, {**extra, "over_length": True}
 
     def _submit(self):
         try:
@@ -137,10 +227,9 @@ class PointsEnv(TextImageEnv):
         extra = {"formula_value": None if value is None else str(value), "formula_error": error}
         if correct:
             return self.correct_reward, True, extra
-        return self.wrong_penalty, self.wrong_equals_ends, extra
-
-    def _over_limit(self) -> bool:
-        return len(self.tokens) > self.max_formula_tokens
+        if self.wrong_equals_ends:
+            return self.wrong_penalty, True, extra
+        return self._noop(self.wrong_penalty, extra)
 
     def _state(self) -> dict:
         return {
@@ -151,6 +240,7 @@ class PointsEnv(TextImageEnv):
             "used": list(self.used),
             "formula": "".join(self.tokens),
             "formula_tokens": list(self.tokens),
+            "formula_length": self.formula_length,
             "target": self.target,
         }
 
@@ -229,6 +319,28 @@ class EZPointsEnv(PointsEnv):
     parens = False
     default_max_tokens = 5
     game_name = "EZPoints"
+
+    def _check_deal_rule(self) -> None:
+        if self.deal_rule == "rl4vlm" and (self.target != 12 or not self.face_cards_as_10):
+            raise ConfigError(
+                f"deal_rule='rl4vlm' deals the original's EZPoints hands, made for target=12 with J/Q/K as 10 "
+                f"(got target={self.target}, face_cards_as_10={self.face_cards_as_10}); fix: use deal_rule='deck'"
+            )
+
+    def _deal(self) -> list[tuple[str, str]]:
+        if self.deal_rule != "rl4vlm":
+            return super()._deal()
+        # The original's procedure (gym_cards/envs/ezpoints.py): the first
+        # card uniform over 2..K, its partner the card that makes 12 with it,
+        # by "*" half the time when the first divides 12, else by "+".
+        rng = self.np_random
+        first = RANKS[int(rng.integers(1, 13))]
+        v = rank_value(first)
+        partner = self.target // v if self.target % v == 0 and rng.random() < 0.5 else self.target - v
+        hand = [(first, SUITS[int(rng.integers(4))]), (RANKS[partner - 1], SUITS[int(rng.integers(4))])]
+        if rng.random() < 0.5:
+            hand.reverse()
+        return hand
 
 
 class Points24Env(PointsEnv):

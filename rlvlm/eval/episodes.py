@@ -14,6 +14,7 @@ import numpy as np
 
 from rlvlm.eval.help import help_metrics
 from rlvlm.models.policy import SamplingConfig
+from rlvlm.models.seeding import private_stream
 from rlvlm.rollout.collector import Collector
 
 EVAL_SEED_OFFSET = 1_000_000
@@ -51,6 +52,15 @@ def evaluate(policy, make_env: Callable[[], object], *, episodes: int, seed: int
     reward model's score and a held-out heuristic on held-out questions).
     """
     sampling = sampling or SamplingConfig(temperature=0.0)
+    # Sampled evaluation draws from its own stream (seeded by `seed`): the same
+    # held-out episodes give the same replies wherever the evaluation runs, and a
+    # periodic evaluation never shifts the training run's random numbers.
+    with private_stream(seed):
+        out = _play(policy, make_env, episodes, seed, sampling, num_envs, act_fn, reward)
+    return out
+
+
+def _play(policy, make_env, episodes, seed, sampling, num_envs, act_fn, reward) -> dict:
     n = max(1, min(num_envs, episodes))
     envs = [make_env() for _ in range(n)]
     done: list[dict] = []

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from rlvlm.errors import ConfigError, did_you_mean
+from rlvlm.models.seeding import private_stream
 from rlvlm.models.tokenizer import train_bpe_tokenizer
 
 TINY_IMAGE_MEAN = [0.96, 0.96, 0.96]
@@ -347,9 +348,12 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "t
     tok = build_tokenizer(arch, size, seed)
     ids = {name: tok.convert_tokens_to_ids(text) for name, text in spec.named_tokens.items()}
     config, processor = spec.build(shape, ids, tok)
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
-    _reinit_zero_matrices(model, std=getattr(config, "initializer_range", None) or 0.02)
+    # The weights come from a private copy of the global stream: building a model
+    # in-process must not shift the caller's random numbers, or a training run would
+    # depend on whether its model came from the cache (issue 15).
+    with private_stream(seed):
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+        _reinit_zero_matrices(model, std=getattr(config, "initializer_range", None) or 0.02)
     stop_ids = [tok.convert_tokens_to_ids(t) for t in spec.stop_tokens]
     model.generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=ids["pad_token"], bos_token_id=ids["bos_token"],
@@ -374,10 +378,19 @@ BUILDER_VERSION = 1
 
 
 def cache_dir() -> Path:
-    """Where built tiny models are cached: $RLVLM_CACHE, else ~/.cache/rlvlm."""
+    """Where built tiny models are cached: $RLVLM_CACHE, else $XDG_CACHE_HOME/rlvlm, else ~/.cache/rlvlm.
+
+    Always an absolute path, so a relative $RLVLM_CACHE names the same cache from any directory.
+    """
     import os
 
-    return Path(os.environ.get("RLVLM_CACHE", Path.home() / ".cache" / "rlvlm"))
+    if os.environ.get("RLVLM_CACHE"):
+        root = Path(os.environ["RLVLM_CACHE"])
+    elif os.environ.get("XDG_CACHE_HOME"):
+        root = Path(os.environ["XDG_CACHE_HOME"]) / "rlvlm"
+    else:
+        root = Path.home() / ".cache" / "rlvlm"
+    return root.expanduser().resolve()
 
 
 def cached_tiny_model(arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:

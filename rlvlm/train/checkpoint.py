@@ -14,6 +14,13 @@ else in JSON, whose structure (int dict keys, tuples, NumPy arrays, NaN) is
 kept by a small tagged encoding. A checkpoint is written into a temp folder
 next to its final place, synced, then renamed, so `step-N/` either exists
 complete or not at all.
+
+Pruning (`keep_last=K`) after each save keeps the K newest checkpoints at or
+below the step just saved. A pruned folder is first renamed to
+`.trash-step-N-*` (one atomic rename, after which it no longer matches
+`step-N`), then deleted; a crash mid-delete leaves only a dot-folder that
+`list_checkpoints` / `resolve_checkpoint` never pick up and that the next
+prune sweeps away.
 """
 
 from __future__ import annotations
@@ -193,9 +200,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_TRASH_PREFIX = ".trash-"
+
+
+def _trash_name(path: Path) -> Path:
+    return path.with_name(f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+
+
 def _remove_dir(path: Path) -> None:
     """Rename away first, then delete: a crash mid-delete never leaves a half `step-N/`."""
-    trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
+    trash = _trash_name(path)
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
@@ -252,14 +266,40 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
                           f"(no {CHECKPOINTS_DIR}/); pass RUN_DIR or RUN_DIR/{CHECKPOINTS_DIR}/step-N")
 
 
-def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the `keep_last` newest complete checkpoints; returns the deleted paths."""
-    if keep_last < 1:
-        raise ValueError(f"keep_last={keep_last} must be >= 1")
-    old = list_checkpoints(run_dir)[:-keep_last]
-    for path in old:
-        _remove_dir(path)
-    return old
+def _check_keep_last(keep_last: int | None) -> None:
+    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0):
+        raise ValueError(f"keep_last={keep_last!r} must be an int >= 0 (0 or None: keep every checkpoint)")
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int | None, *, up_to: int | None = None) -> list[Path]:
+    """Delete old checkpoints, keeping the `keep_last` newest; returns the deleted paths (oldest first).
+
+    `keep_last` 0 or None keeps every checkpoint. With `up_to=S` (what
+    `save_checkpoint` passes: the step it just wrote) only checkpoints at
+    steps <= S count and may go; ones above S (left by an earlier run in the
+    same folder, or by the run a resume branched from) are never touched, so
+    the checkpoint just written is always among those kept. Each folder is
+    renamed away before it is deleted (see `_remove_dir`), and leftover
+    `.trash-*` folders of an interrupted prune are swept. A folder that cannot
+    be removed is reported with a warning, not an error: the save itself
+    already succeeded.
+    """
+    _check_keep_last(keep_last)
+    found = list_checkpoints(run_dir)
+    if up_to is not None:
+        found = [p for p in found if int(_STEP_DIR.match(p.name).group(1)) <= up_to]
+    removed = []
+    for path in found[:-keep_last] if keep_last else []:
+        try:
+            _remove_dir(path)
+        except OSError as err:
+            warnings.warn(f"could not prune old checkpoint {path} ({err}); delete it by hand to free the space")
+            continue
+        removed.append(path)
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    for leftover in root.glob(f"{_TRASH_PREFIX}*"):  # from a prune or replace interrupted mid-delete
+        shutil.rmtree(leftover, ignore_errors=True)  # (swept with keep_last=0 too: never a checkpoint)
+    return removed
 
 
 # --- save / load -----------------------------------------------------------------------------
@@ -274,14 +314,19 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, policy_save_fn: Ca
     `policy_save_fn(folder)` saves the policy into `step-N/policy/`. An
     exception anywhere (including in `policy_save_fn`) removes the temp folder
     and re-raises, leaving no `step-N/`. An existing `step-N/` is replaced.
-    With `keep_last=K`, older checkpoints beyond the newest K are then deleted.
+    With `keep_last=K >= 1`, once the new checkpoint is in place, checkpoints
+    older than the newest K at or below `step` are deleted
+    (`prune_checkpoints(..., up_to=step)`); the one just written always stays.
+    `keep_last` 0 or None keeps them all.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step={step!r} must be a non-negative int")
+    _check_keep_last(keep_last)  # before writing anything
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     # Same parent folder, so the final os.rename stays on one filesystem (atomic).
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step}-", dir=final.parent))
+    replaced: Path | None = None
     try:
         (tmp / POLICY_DIR).mkdir()
         policy_save_fn(tmp / POLICY_DIR)
@@ -298,15 +343,19 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, policy_save_fn: Ca
                 "torch": torch.__version__}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         _fsync_tree(tmp)
-        if final.exists():
-            _remove_dir(final)
+        if final.exists():  # move the old step-N aside, publish the new one, then delete the old
+            replaced = _trash_name(final)
+            os.rename(final, replaced)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if replaced is not None and not final.exists():
+            os.rename(replaced, final)  # the new one never landed: put the old step-N back
         raise
     _fsync_dir(final.parent)
-    if keep_last is not None:
-        prune_checkpoints(run_dir, keep_last)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+    prune_checkpoints(run_dir, keep_last, up_to=step)
     return final
 
 

@@ -14,6 +14,9 @@ from typing import Any, Literal, Optional
 from rlvlm.config import FF, F
 from rlvlm.errors import ConfigError
 
+# Estimators whose baseline is the mean of a group of episodes from one reset seed.
+GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo")
+
 
 @dataclass
 class ModelConfig:
@@ -130,9 +133,46 @@ class TrainConfig:
     seed: int = F(0, "seed for envs, sampling and data order")
     output_dir: str = F("runs/numberline", "run directory")
     checkpoint_every: int = F(0, "checkpoint every N updates (0: only at the end)")
+    checkpoint_keep: int = F(3, "keep only the newest K checkpoints/step-N/ (the one just written, and so the "
+                             "final one, always stays); 3 leaves a fallback or two behind the latest at a bounded "
+                             "disk cost; 0 keeps every checkpoint")
     resume: Optional[str] = F(None, "checkpoint directory (or run directory) to continue from")
     log_every: int = F(1, "print a progress line every N updates")
     extra: dict[str, Any] = FF(dict, "free-form notes stored with the run")
+
+    def _check_learnable(self) -> None:
+        """Combinations that run but cannot learn (or silently ignore a knob) fail here, before any work."""
+        a, r, m = self.algo, self.rollout, self.model
+        if a.advantage in GROUP_ESTIMATORS and r.group_size < 2:
+            # Each episode would be its own group: its return minus its own mean is exactly 0.
+            raise ConfigError(f"algo.advantage={a.advantage} with rollout.group_size={r.group_size} gives every "
+                              "advantage exactly 0; fix: set rollout.group_size >= 2 (e.g. 4), or algo.advantage=gae "
+                              "(with a value head) or reinforce_pp")
+        if r.temperature <= 0:
+            raise ConfigError(f"rollout.temperature={r.temperature}: RL needs sampled actions (greedy rollouts never "
+                              "explore and their log-probs are not a sampling distribution); fix: set it > 0, e.g. 1.0")
+        if not 0 < r.top_p <= 1:
+            raise ConfigError(f"rollout.top_p={r.top_p} must be in (0, 1]")
+        for name, value in (("algo.gamma", a.gamma), ("algo.lam", a.lam)):
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name}={value} must be in [0, 1]")
+        if a.reward_norm and a.advantage != "gae":
+            raise ConfigError(f"algo.reward_norm=true scales discounted returns for gae only; with "
+                              f"algo.advantage={a.advantage} the group estimator already normalises; fix: set "
+                              "algo.reward_norm=false")
+        if a.kl_coef > 0 and (m.reference == "none" or (m.reference == "auto" and m.lora_r == 0)):
+            raise ConfigError(f"algo.kl_coef={a.kl_coef} needs a reference policy; fix: set model.reference=copy "
+                              "(a frozen copy of the starting weights), or model.lora_r > 0, or algo.kl_coef=0")
+        if a.target_entropy is not None and a.entropy_coef <= 0:
+            raise ConfigError(f"algo.target_entropy={a.target_entropy} adapts the entropy coefficient from "
+                              f"algo.entropy_coef={a.entropy_coef}, which stays 0; fix: set algo.entropy_coef > 0 "
+                              "(e.g. 0.001) or algo.target_entropy=null")
+        if self.sft.episodes > 0 and self.sft.epochs < 1:
+            raise ConfigError(f"sft.episodes={self.sft.episodes} with sft.epochs={self.sft.epochs} collects "
+                              "demonstrations and never trains on them; fix: set sft.epochs >= 1 or sft.episodes=0")
+        if self.eval.episodes < 1:
+            raise ConfigError(f"eval.episodes={self.eval.episodes} must be >= 1 (the report compares SFT and final "
+                              "success on held-out episodes)")
 
     def validate(self) -> None:
         a, r = self.algo, self.rollout
@@ -148,6 +188,7 @@ class TrainConfig:
             raise ConfigError(f"rollout.group_size={r.group_size}: grpo needs groups of >= 2 (e.g. 4)")
         if r.num_envs % r.group_size:
             raise ConfigError(f"rollout.group_size={r.group_size} must divide rollout.num_envs={r.num_envs}")
+        self._check_learnable()
         if self.updates < 0:
             raise ConfigError(f"updates={self.updates} must be >= 0 (0: the warm-start only)")
         if self.updates == 0 and self.sft.episodes == 0:
@@ -175,3 +216,6 @@ class TrainConfig:
             raise ConfigError(f"algo.target_kl={a.target_kl} must be > 0 (or null to disable)")
         if not 0 < a.clip_low < 1:
             raise ConfigError(f"algo.clip_low={a.clip_low} must be in (0, 1)")
+        if self.checkpoint_keep < 0:
+            raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 0; fix: set checkpoint_keep=K "
+                              "to keep the newest K checkpoints, or checkpoint_keep=0 to keep all")

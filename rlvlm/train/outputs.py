@@ -54,8 +54,10 @@ class RunOutputs:
             "entropy_ctl": entropy_ctl.state_dict(), "reward_scaler": scaler.state_dict() if scaler else None,
             "report": report, "phase_totals": self._phase_totals,
         }
+        # Keeps the newest cfg.checkpoint_keep (0: all); the one just written, and so the final one, always stays.
         return save_checkpoint(self.dir, update, policy_save_fn=policy.save, optimizer=optimizer,
-                               scheduler=scheduler, extra_state=extra, config_dict=self.config_dict)
+                               scheduler=scheduler, extra_state=extra, config_dict=self.config_dict,
+                               keep_last=self.cfg.checkpoint_keep)
 
     def maybe_resume(self, policy) -> dict:
         """Load weights from cfg.resume (a checkpoint or a run dir); {} when not resuming."""

@@ -13,7 +13,6 @@ Every phase's seconds are logged under `time/<phase>`.
 from __future__ import annotations
 
 import math
-import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from rlvlm import algos
 from rlvlm.errors import ConfigError
 from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
 from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
+from rlvlm.models.seeding import seed_everything
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.ppo_step import Batch, compute_advantages, ppo_update, rollout_rewards
@@ -99,12 +99,6 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
 
     make().close()  # fail on bad env kwargs now, before any work
     return make
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def build_policy(cfg: TrainConfig):
@@ -202,9 +196,13 @@ def train(cfg: TrainConfig, progress=print) -> dict:
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 
     state = out.maybe_resume(policy)
-    report: dict = state.get("report", {})
+    # Training starts here: whatever setup drew (a model built in-process or read from
+    # the cache, the image-token check) leaves the streams exactly where a fresh process
+    # with this seed has them. The value head's init was seeded at the top of train().
+    seed_everything(cfg.seed)
 
     # ------------------------------------------------------------------ sft
+    report: dict = {}
     if not state:
         if cfg.sft.episodes > 0:
             with timer("sft"):
@@ -234,6 +232,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
     collector = Collector(envs, policy, sampling, seed=cfg.seed, group_size=cfg.rollout.group_size,
                           need_values=a.advantage == "gae")
     start_update = out.restore_training(state, optimizer, scheduler, entropy_ctl, scaler, collector)
+    report = state.get("report", report)  # a resumed run continues the saved report (SFT figures included)
     env_steps = state.get("env_steps", 0)
     bar = out.progress_bar(cfg.updates, start_update)
     for update in range(start_update, cfg.updates):

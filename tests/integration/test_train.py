@@ -55,7 +55,8 @@ def test_smoke_every_architecture(arch, tmp_path):
 
 
 def test_resume_matches_uninterrupted_run(model_dir, tmp_path):
-    common = ["updates=3", "checkpoint_every=1", "sft.episodes=0", "eval.episodes=2", "algo.lr=0.001"]
+    common = ["updates=3", "checkpoint_every=1", "checkpoint_keep=0", "sft.episodes=0", "eval.episodes=2",
+              "algo.lr=0.001"]
     train(_cfg(model_dir, tmp_path / "full", *common), progress=lambda s: None)
     # As if interrupted after update 1: a new process resumes from that checkpoint and runs to the end.
     train(_cfg(model_dir, tmp_path / "part2", *common, f"resume={tmp_path / 'full' / 'checkpoints' / 'step-1'}"),
@@ -64,6 +65,19 @@ def test_resume_matches_uninterrupted_run(model_dir, tmp_path):
     b = load_file(str(tmp_path / "part2" / "checkpoints" / "step-3" / "policy" / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_keeps_the_report(model_dir, tmp_path):
+    """The warm-start evaluation made before the checkpoint survives a resume (it used to print 'success nan')."""
+    common = ["updates=2", "checkpoint_every=1", "checkpoint_keep=0", "sft.episodes=2", "eval.episodes=4"]
+    full = train(_cfg(model_dir, tmp_path / "full", *common), progress=lambda s: None)
+    lines: list[str] = []
+    resumed = train(_cfg(model_dir, tmp_path / "part2", *common,
+                         f"resume={tmp_path / 'full' / 'checkpoints' / 'step-1'}"), progress=lines.append)
+    assert resumed["sft"] == full["sft"] and resumed["sft_training"] == full["sft_training"]
+    saved = json.loads((tmp_path / "part2" / "report.json").read_text())
+    assert saved["sft"]["success_rate"] == full["sft"]["success_rate"]
+    assert "nan" not in lines[-1] and f"success {full['sft']['success_rate']:.3f} after warm-start" in lines[-1]
 
 
 def test_old_logprobs_use_each_steps_own_prompt(model_dir):

@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from rlvlm.train.checkpoint import (
     CheckpointError, checkpoint_step, latest_checkpoint, list_checkpoints, load_checkpoint,
-    load_checkpoint_config, load_state, policy_dir, resolve_checkpoint, save_checkpoint, save_state,
+    load_checkpoint_config, load_state, policy_dir, prune_checkpoints, resolve_checkpoint, save_checkpoint,
+    save_state,
 )
 
 
@@ -140,3 +141,149 @@ def test_optimizer_mismatch_is_a_clear_error(tmp_path: Path):
         load_checkpoint(ckpt, other, restore_rng=False)
     with pytest.raises(CheckpointError, match="no scheduler state"):
         load_checkpoint(ckpt, scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0))
+
+
+# --- keep-last-K pruning (TrainConfig.checkpoint_keep) -------------------------------------------
+
+
+def _names(run_dir: Path) -> list[str]:
+    """Every entry of checkpoints/, dot-folders included, sorted by name."""
+    return sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+
+
+def _save(run_dir: Path, step: int, keep_last, **kw) -> Path:
+    return save_checkpoint(run_dir, step, policy_save_fn=lambda d: (d / "w.safetensors").write_bytes(b"x"),
+                           extra_state={"v": step}, keep_last=keep_last, **kw)
+
+
+def test_keep_last_2_over_steps_1_to_5_leaves_step_4_and_5(tmp_path: Path):
+    # Hand-worked: after each save the newest two (at or below the step just saved) remain.
+    expected = {1: ["step-1"], 2: ["step-1", "step-2"], 3: ["step-2", "step-3"], 4: ["step-3", "step-4"],
+                5: ["step-4", "step-5"]}
+    for step in range(1, 6):
+        _save(tmp_path, step, keep_last=2)
+        assert [p.name for p in list_checkpoints(tmp_path)] == expected[step]
+    assert _names(tmp_path) == ["step-4", "step-5"]  # nothing half-deleted or temporary left behind
+    assert resolve_checkpoint(tmp_path).name == "step-5"
+    assert load_checkpoint(tmp_path, restore_rng=False) == {"v": 5}
+
+
+@pytest.mark.parametrize("keep_last", [0, None])
+def test_keep_last_0_or_none_keeps_every_checkpoint(tmp_path: Path, keep_last):
+    for step in range(1, 6):
+        _save(tmp_path, step, keep_last=keep_last)
+    assert _names(tmp_path) == [f"step-{s}" for s in range(1, 6)]
+    assert prune_checkpoints(tmp_path, 0) == [] and len(list_checkpoints(tmp_path)) == 5
+    assert [p.name for p in prune_checkpoints(tmp_path, 1)] == ["step-1", "step-2", "step-3", "step-4"]
+    assert _names(tmp_path) == ["step-5"]
+
+
+def test_keep_last_never_deletes_the_checkpoint_just_written(tmp_path: Path):
+    # Higher steps left by an earlier run into the same folder: the step just written is the
+    # lowest, so a naive "newest K by step" would delete it. Steps above it are not touched.
+    for step in (10, 20):
+        _save(tmp_path, step, keep_last=None)
+    _save(tmp_path, 3, keep_last=1)
+    assert _names(tmp_path) == ["step-10", "step-20", "step-3"]
+    _save(tmp_path, 4, keep_last=1)
+    assert _names(tmp_path) == ["step-10", "step-20", "step-4"]
+    _save(tmp_path, 4, keep_last=1)  # replacing the newest keeps it too
+    assert _names(tmp_path) == ["step-10", "step-20", "step-4"]
+
+
+def test_a_prune_interrupted_mid_delete_is_never_picked_up(tmp_path: Path, monkeypatch):
+    import rlvlm.train.checkpoint as ck
+
+    _save(tmp_path, 1, keep_last=2)
+    _save(tmp_path, 2, keep_last=2)
+    real_rmtree = ck.shutil.rmtree
+
+    def crash_midway(path, ignore_errors=False):
+        (Path(path) / "policy" / "w.safetensors").unlink()  # part of the folder is gone ...
+        raise KeyboardInterrupt  # ... when the process dies
+
+    monkeypatch.setattr(ck.shutil, "rmtree", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 3, keep_last=2)
+    monkeypatch.setattr(ck.shutil, "rmtree", real_rmtree)
+    names = _names(tmp_path)
+    assert len(names) == 3 and names[0].startswith(".trash-step-1-") and names[1:] == ["step-2", "step-3"]
+    # The half-deleted folder went out of the step-N namespace before the first file was removed.
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-3"]
+    assert resolve_checkpoint(tmp_path).name == "step-3"
+    _save(tmp_path, 4, keep_last=2)  # the next prune sweeps the leftover
+    assert _names(tmp_path) == ["step-3", "step-4"]
+
+
+def test_resolve_skips_folders_that_are_not_complete_checkpoints(tmp_path: Path):
+    _save(tmp_path, 2, keep_last=None)
+    root = tmp_path / "checkpoints"
+    (root / "step-9" / "policy").mkdir(parents=True)  # no meta.json: incomplete
+    trash = root / ".trash-step-8-deadbeef"
+    _save(tmp_path, 8, keep_last=None).rename(trash)  # complete, but renamed away for deletion
+    assert resolve_checkpoint(tmp_path).name == "step-2"
+    assert [p.name for p in prune_checkpoints(tmp_path, 1)] == []  # one complete checkpoint: nothing to drop
+    assert not trash.exists() and (root / "step-9").exists()  # swept trash; the unknown folder is left alone
+
+
+def test_failed_replace_puts_the_old_checkpoint_back(tmp_path: Path, monkeypatch):
+    import rlvlm.train.checkpoint as ck
+
+    _save(tmp_path, 5, keep_last=2)
+    real_rename = ck.os.rename
+
+    def rename(src, dst):
+        if Path(src).name.startswith(".tmp-step-"):
+            raise OSError("rename failed")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(ck.os, "rename", rename)
+    with pytest.raises(OSError, match="rename failed"):
+        save_checkpoint(tmp_path, 5, policy_save_fn=lambda d: None, extra_state={"v": 55}, keep_last=2)
+    assert _names(tmp_path) == ["step-5"]
+    assert load_checkpoint(tmp_path, restore_rng=False) == {"v": 5}
+
+
+def test_bad_keep_last_is_refused_before_anything_is_written(tmp_path: Path):
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="keep_last=.* must be an int >= 0"):
+            _save(tmp_path, 1, keep_last=bad)
+    assert not (tmp_path / "checkpoints").exists() or _names(tmp_path) == []
+
+
+def test_checkpoint_keep_config_default_and_bad_value(tmp_path: Path):
+    from rlvlm.config import apply_overrides
+    from rlvlm.errors import ConfigError
+    from rlvlm.train.config import TrainConfig
+
+    cfg = TrainConfig()
+    assert cfg.checkpoint_keep == 3
+    assert apply_overrides(cfg, ["checkpoint_keep=0"]).checkpoint_keep == 0
+    with pytest.raises(ConfigError, match=r"^checkpoint_keep=-1 must be >= 0; fix: set checkpoint_keep=K") as err:
+        apply_overrides(cfg, ["checkpoint_keep=-1"])
+    assert "\n" not in str(err.value)
+
+
+def test_run_outputs_prune_keeps_the_final_checkpoint(tmp_path: Path):
+    """rl.py's pattern: periodic checkpoints every 2 updates, then the final one at `updates`."""
+    from types import SimpleNamespace
+
+    from rlvlm.config import apply_overrides
+    from rlvlm.train.config import TrainConfig
+    from rlvlm.train.outputs import RunOutputs
+
+    cfg = apply_overrides(TrainConfig(), [f"output_dir={tmp_path}", "updates=5", "checkpoint_every=2",
+                                          "checkpoint_keep=1"])
+    out = RunOutputs(cfg)
+    stub = SimpleNamespace(state_dict=lambda: {"s": 1})
+    policy = SimpleNamespace(save=lambda d: (Path(d) / "w.safetensors").write_bytes(b"x"))
+    try:
+        for update in range(1, cfg.updates + 1):
+            if update % cfg.checkpoint_every == 0:
+                out.checkpoint(update, update * 8, policy, None, None, stub, None, stub, {})
+                assert _names(tmp_path) == [f"step-{update}"]
+        out.checkpoint(cfg.updates, 40, policy, None, None, stub, None, stub, {"final": True})
+    finally:
+        out.logger.close()
+    assert _names(tmp_path) == ["step-5"]
+    assert load_checkpoint(tmp_path, restore_rng=False)["report"] == {"final": True}

@@ -104,11 +104,14 @@ def test_ezpoints_illegal_card_is_a_noop_with_a_reason():
     assert info["formula"] == "" and "7" in info["illegal_reason"]
 
 
-def test_ezpoints_truncates_when_formula_is_too_long():
+def test_ezpoints_too_long_formula_ends_as_a_failure():
     env = gym.make("rlvlm/EZPoints-v0", **SMALL)
     env.reset(seed=0, options={"cards": ["2", "6"]})
     steps = play(env, ["+", "+", "+", "+", "+", "+"])
-    assert [s[2] for s in steps] == [False] * 5 + [True]  # past 5 tokens
+    assert [s[0] for s in steps] == [0] * 5 + [-1]  # the 6th token is past 5: charged like a wrong "="
+    assert [s[1] for s in steps] == [False] * 5 + [True]  # terminal: PPO must not bootstrap it
+    assert not any(s[2] for s in steps)
+    assert steps[-1][3]["over_length"] and steps[-1][3]["is_success"] is False
 
 
 def test_ezpoints_deals_are_always_solvable():

@@ -1,0 +1,57 @@
+"""Configs that run but cannot learn fail at start with one line naming the fix (issue 15)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvlm.config import load_config
+from rlvlm.errors import ConfigError
+from rlvlm.train.config import TrainConfig
+
+
+def _validate(preset: str, *overrides: str) -> TrainConfig:
+    cfg = load_config(TrainConfig, preset, list(overrides))
+    cfg.validate()
+    return cfg
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo", "dr_grpo"])
+def test_group_estimator_without_groups(estimator):
+    # group_size=1: every episode is its own group, so return - group mean = 0 for all of them.
+    with pytest.raises(ConfigError, match=rf"algo.advantage={estimator} with rollout.group_size=1 .*fix: set "
+                                          r"rollout.group_size >= 2"):
+        _validate("numberline", "algo.name=ppo", f"algo.advantage={estimator}")
+
+
+def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
+    _validate("numberline", "algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4")
+    _validate("numberline", "algo.name=ppo", "algo.advantage=reinforce_pp")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["rollout.temperature=0"], r"rollout.temperature=0.0: RL needs sampled actions.*fix: set it > 0"),
+    (["rollout.top_p=0"], r"rollout.top_p=0.0 must be in \(0, 1\]"),
+    (["algo.gamma=1.5"], r"algo.gamma=1.5 must be in \[0, 1\]"),
+    (["algo.lam=-0.1"], r"algo.lam=-0.1 must be in \[0, 1\]"),
+    (["algo.kl_coef=0.1"], r"algo.kl_coef=0.1 needs a reference policy; fix: set model.reference=copy"),
+    (["algo.kl_coef=0.1", "model.reference=none", "model.lora_r=8"], r"needs a reference policy"),
+    (["algo.target_entropy=0.5", "algo.entropy_coef=0"], r"algo.target_entropy=0.5 .*fix: set algo.entropy_coef > 0"),
+    (["sft.epochs=0"], r"sft.episodes=16 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
+    (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
+])
+def test_traps_fail_with_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        _validate("numberline", *overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_reward_norm_is_for_gae_only():
+    with pytest.raises(ConfigError, match=r"algo.reward_norm=true scales discounted returns for gae only.*"
+                                          r"fix: set algo.reward_norm=false"):
+        _validate("numberline-grpo", "algo.reward_norm=true")
+    _validate("ezpoints-grpo")  # its base (ezpoints) sets reward_norm; the GRPO preset turns it off
+
+
+def test_kl_with_a_reference_is_fine():
+    _validate("numberline", "algo.kl_coef=0.1", "model.reference=copy")
+    _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8")  # the disabled adapter is the reference
