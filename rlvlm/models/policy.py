@@ -476,6 +476,16 @@ class Policy(nn.Module):
             )
         return self.score(samples, use_reference=True).logprobs
 
+    def snapshot_reference(self) -> None:
+        """Make the frozen reference copy equal to the current weights (e.g. the end of an SFT warm-start).
+
+        The copy is taken when the policy loads; a run that warm-starts before RL
+        must re-take it, or a KL penalty would pull towards the untrained model.
+        """
+        if self.reference is None:
+            raise ConfigError("model.reference: snapshot_reference needs model.reference=copy")
+        self.reference.load_state_dict(self.model.state_dict())
+
     def _reference_model(self):
         return self.reference if self.reference is not None else self.model
 

@@ -163,6 +163,10 @@ class TrainConfig:
         if a.kl_coef > 0 and (m.reference == "none" or (m.reference == "auto" and m.lora_r == 0)):
             raise ConfigError(f"algo.kl_coef={a.kl_coef} needs a reference policy; fix: set model.reference=copy "
                               "(a frozen copy of the starting weights), or model.lora_r > 0, or algo.kl_coef=0")
+        if a.kl_coef > 0 and m.reference == "auto" and m.lora_r > 0 and self.sft.episodes > 0:
+            raise ConfigError(f"algo.kl_coef={a.kl_coef} with LoRA and sft.episodes={self.sft.episodes}: the reference "
+                              "(the model with its adapter disabled) would be the model before the warm-start; fix: "
+                              "set model.reference=copy (taken after the warm-start) or sft.episodes=0")
         if a.target_entropy is not None and a.entropy_coef <= 0:
             raise ConfigError(f"algo.target_entropy={a.target_entropy} adapts the entropy coefficient from "
                               f"algo.entropy_coef={a.entropy_coef}, which stays 0; fix: set algo.entropy_coef > 0 "

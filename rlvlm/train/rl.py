@@ -192,7 +192,9 @@ def train(cfg: TrainConfig, progress=print) -> dict:
                            sampling=SamplingConfig(temperature=cfg.eval.temperature,
                                                    max_new_tokens=cfg.rollout.max_new_tokens),
                            num_envs=cfg.eval.num_envs, reward=shaping)
-    progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable), "
+    ref = sum(p.numel() for p in policy.reference.parameters()) if policy.reference is not None else 0
+    progress(f"[setup] {policy.num_parameters() - ref:,} parameters ({policy.num_parameters(True):,} trainable"
+             f"{f', plus a frozen {ref:,}-parameter KL reference' if ref else ''}), "
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 
     state = out.maybe_resume(policy)
@@ -215,6 +217,8 @@ def train(cfg: TrainConfig, progress=print) -> dict:
                                         batch_size=cfg.sft.batch_size, seed=cfg.seed,
                                         progress=lambda s: progress(f"[sft] {s}"))
             report["sft_training"] = sft_metrics
+            if policy.reference is not None:  # KL to the warm-start, not to the untrained weights
+                policy.snapshot_reference()
         with timer("eval"):
             report["sft"] = evaluate(policy, make_eval_env, **eval_kwargs)
         progress(f"[eval] after warm-start: success {report['sft']['success_rate']:.3f} on "

@@ -206,3 +206,15 @@ def test_unknown_reward_component_fails_at_config_time(model_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"reward.options.overlong.cache=0 must be > 0"):
         _cfg(model_dir, tmp_path / "bad", "reward.weights.overlong=1.0", "reward.options.overlong.max_tokens=8",
              "reward.options.overlong.cache=0")
+
+
+def test_kl_reference_is_the_warm_start_not_the_untrained_model(model_dir, tmp_path):
+    """model.reference=copy is re-taken after the in-run SFT: the first minibatch (before any RL step)
+    has policy == reference, so its KL is 0; a reference left at the untrained weights gives KL >> 0."""
+    report_dir = tmp_path / "run"
+    train(_cfg(model_dir, report_dir, "model.reference=copy", "algo.kl_coef=0.1", "sft.episodes=2", "sft.epochs=3",
+               "sft.lr=0.005", "updates=1", "algo.epochs=1", "algo.minibatch_size=64", "eval.episodes=2"),
+          progress=lambda s: None)
+    first = json.loads((report_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["update/optimizer_steps"] == 1
+    assert first["policy/kl"] < 1e-4

@@ -33,10 +33,10 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
     (["rollout.top_p=0"], r"rollout.top_p=0.0 must be in \(0, 1\]"),
     (["algo.gamma=1.5"], r"algo.gamma=1.5 must be in \[0, 1\]"),
     (["algo.lam=-0.1"], r"algo.lam=-0.1 must be in \[0, 1\]"),
-    (["algo.kl_coef=0.1"], r"algo.kl_coef=0.1 needs a reference policy; fix: set model.reference=copy"),
+    (["algo.kl_coef=0.1", "model.reference=auto"], r"algo.kl_coef=0.1 needs a reference policy; fix: set model.reference=copy"),
     (["algo.kl_coef=0.1", "model.reference=none", "model.lora_r=8"], r"needs a reference policy"),
     (["algo.target_entropy=0.5", "algo.entropy_coef=0"], r"algo.target_entropy=0.5 .*fix: set algo.entropy_coef > 0"),
-    (["sft.epochs=0"], r"sft.episodes=16 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
+    (["sft.epochs=0"], r"sft.episodes=24 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
     (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
 ])
 def test_traps_fail_with_one_line(overrides, message):
@@ -54,4 +54,10 @@ def test_reward_norm_is_for_gae_only():
 
 def test_kl_with_a_reference_is_fine():
     _validate("numberline", "algo.kl_coef=0.1", "model.reference=copy")
-    _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8")  # the disabled adapter is the reference
+    _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8", "model.reference=auto", "sft.episodes=0")
+
+
+def test_kl_to_a_lora_reference_after_an_in_run_warm_start():
+    # The disabled adapter is the model before SFT: KL would pull towards the untrained weights.
+    with pytest.raises(ConfigError, match=r"fix: set model.reference=copy \(taken after the warm-start\)"):
+        _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8", "model.reference=auto")
