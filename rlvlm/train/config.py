@@ -138,6 +138,8 @@ class TrainConfig:
                              "disk cost; 0 keeps every checkpoint")
     resume: Optional[str] = F(None, "checkpoint directory (or run directory) to continue from")
     log_every: int = F(1, "print a progress line every N updates")
+    abstention_alarm: float = F(0.5, "under the help wrappers, warn and record in the report when the rollouts ask "
+                                "for help on at least this fraction of clear images (over-abstention; 0: off)")
     extra: dict[str, Any] = FF(dict, "free-form notes stored with the run")
 
     def _check_learnable(self) -> None:
@@ -174,6 +176,8 @@ class TrainConfig:
         if self.sft.episodes > 0 and self.sft.epochs < 1:
             raise ConfigError(f"sft.episodes={self.sft.episodes} with sft.epochs={self.sft.epochs} collects "
                               "demonstrations and never trains on them; fix: set sft.epochs >= 1 or sft.episodes=0")
+        if not 0.0 <= self.abstention_alarm <= 1.0:
+            raise ConfigError(f"abstention_alarm={self.abstention_alarm} must be a fraction in [0, 1] (0: off)")
         if self.eval.episodes < 1:
             raise ConfigError(f"eval.episodes={self.eval.episodes} must be >= 1 (the report compares SFT and final "
                               "success on held-out episodes)")

@@ -48,11 +48,11 @@ class RunOutputs:
 
     # --------------------------------------------------------- checkpoints
     def checkpoint(self, update: int, env_steps: int, policy, optimizer, scheduler, entropy_ctl, scaler,
-                   collector, report: dict) -> Path:
+                   collector, report: dict, monitors: dict | None = None) -> Path:
         extra = {
             "update": update, "env_steps": env_steps, "collector": collector.state_dict(),
             "entropy_ctl": entropy_ctl.state_dict(), "reward_scaler": scaler.state_dict() if scaler else None,
-            "report": report, "phase_totals": self._phase_totals,
+            "report": report, "phase_totals": self._phase_totals, "monitors": monitors or {},
         }
         # Keeps the newest cfg.checkpoint_keep (0: all); the one just written, and so the final one, always stays.
         return save_checkpoint(self.dir, update, policy_save_fn=policy.save, optimizer=optimizer,
@@ -80,7 +80,7 @@ class RunOutputs:
             scaler.load_state_dict(extra["reward_scaler"])
         collector.load_state_dict(extra["collector"])
         self._phase_totals = dict(extra.get("phase_totals", {}))
-        state.update(env_steps=extra["env_steps"], report=extra["report"])
+        state.update(env_steps=extra["env_steps"], report=extra["report"], monitors=extra.get("monitors", {}))
         return int(extra["update"])
 
     # -------------------------------------------------------------- report

@@ -27,6 +27,7 @@ from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
 from rlvlm.models.seeding import seed_everything
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
+from rlvlm.train.monitor import AbstentionMonitor
 from rlvlm.train.ppo_step import Batch, compute_advantages, ppo_update, rollout_rewards
 
 
@@ -229,6 +230,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
     optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule)
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
+    abstention = AbstentionMonitor(cfg.abstention_alarm)
     scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None
     sampling = SamplingConfig(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                               max_new_tokens=cfg.rollout.max_new_tokens)
@@ -237,6 +239,7 @@ def train(cfg: TrainConfig, progress=print) -> dict:
                           need_values=a.advantage == "gae")
     start_update = out.restore_training(state, optimizer, scheduler, entropy_ctl, scaler, collector)
     report = state.get("report", report)  # a resumed run continues the saved report (SFT figures included)
+    abstention.load_state_dict(state.get("monitors", {}).get("abstention", {}))
     env_steps = state.get("env_steps", 0)
     bar = out.progress_bar(cfg.updates, start_update)
     for update in range(start_update, cfg.updates):
@@ -296,10 +299,13 @@ def train(cfg: TrainConfig, progress=print) -> dict:
             metrics["eval/success_rate"] = ev["success_rate"]
             metrics.update({f"eval/{k}": v for k, v in ev.items() if k.startswith("reward/")})
         metrics.update(timer.pop())
+        warning = abstention.check(update + 1, metrics)
+        if warning:
+            bar.write(warning)
         out.log(metrics, bar)
         if cfg.checkpoint_every and (update + 1) % cfg.checkpoint_every == 0:
             out.checkpoint(update + 1, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector,
-                           report)
+                           report, monitors={"abstention": abstention.state_dict()})
     bar.close()
 
     # ---------------------------------------------------------------- final
@@ -308,10 +314,12 @@ def train(cfg: TrainConfig, progress=print) -> dict:
     else:
         with timer("eval"):
             report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
+    report.update(abstention.summary())
     report["env_steps"] = env_steps
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     report["phase_seconds"] = out.phase_totals()
-    out.checkpoint(cfg.updates, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector, report)
+    out.checkpoint(cfg.updates, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector, report,
+                   monitors={"abstention": abstention.state_dict()})
     out.finish(report)
     sft_sr = report.get("sft", {}).get("success_rate", float("nan"))
     progress(f"[done] success {sft_sr:.3f} after warm-start -> {report['final']['success_rate']:.3f} after RL "

@@ -198,6 +198,11 @@ def test_help_wrappers_and_reward_components_reach_the_report(model_dir, tmp_pat
         # total = 1.0 * ternary - 0.01 * tokens, averaged over the same transitions
         assert m["reward/total"] == pytest.approx(m["reward/help_ternary"] - 0.01 * m["reward/tokens"], abs=1e-5)
         assert m["rollout/reward_mean"] == pytest.approx(m["reward/total"], abs=1e-5)
+    # The over-abstention monitor's summary agrees with the rollout metrics it watched.
+    rates = [m["rollout/false_ask_rate"] for m in metrics if "rollout/false_ask_rate" in m]
+    summary = report["over_abstention"]
+    assert summary["updates_flagged"] == sum(r >= 0.5 for r in rates)
+    assert summary["max_false_ask_rate"] == pytest.approx(max(rates))
 
 
 def test_unknown_reward_component_fails_at_config_time(model_dir, tmp_path):

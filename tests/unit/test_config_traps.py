@@ -38,6 +38,7 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
     (["algo.target_entropy=0.5", "algo.entropy_coef=0"], r"algo.target_entropy=0.5 .*fix: set algo.entropy_coef > 0"),
     (["sft.epochs=0"], r"sft.episodes=24 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
     (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
+    (["abstention_alarm=1.5"], r"abstention_alarm=1.5 must be a fraction in \[0, 1\] \(0: off\)"),
 ])
 def test_traps_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as err:
