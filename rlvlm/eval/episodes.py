@@ -56,8 +56,7 @@ def evaluate(policy, make_env: Callable[[], object], *, episodes: int, seed: int
     # held-out episodes give the same replies wherever the evaluation runs, and a
     # periodic evaluation never shifts the training run's random numbers.
     with private_stream(seed):
-        out = _play(policy, make_env, episodes, seed, sampling, num_envs, act_fn, reward)
-    return out
+        return _play(policy, make_env, episodes, seed, sampling, num_envs, act_fn, reward)
 
 
 def _play(policy, make_env, episodes, seed, sampling, num_envs, act_fn, reward) -> dict:

@@ -204,7 +204,13 @@ class Policy(nn.Module):
         return next(self.model.parameters()).device
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        """Parameters of the policy (model + value head); a frozen reference copy is not counted."""
+        ref = {id(p) for p in self.reference.parameters()} if self.reference is not None else set()
+        return sum(p.numel() for p in self.parameters() if id(p) not in ref and (p.requires_grad or not trainable_only))
+
+    def reference_parameters(self) -> int:
+        """Parameters of the frozen reference copy (0 without one)."""
+        return sum(p.numel() for p in self.reference.parameters()) if self.reference is not None else 0
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -193,8 +193,8 @@ def train(cfg: TrainConfig, progress=print) -> dict:
                            sampling=SamplingConfig(temperature=cfg.eval.temperature,
                                                    max_new_tokens=cfg.rollout.max_new_tokens),
                            num_envs=cfg.eval.num_envs, reward=shaping)
-    ref = sum(p.numel() for p in policy.reference.parameters()) if policy.reference is not None else 0
-    progress(f"[setup] {policy.num_parameters() - ref:,} parameters ({policy.num_parameters(True):,} trainable"
+    ref = policy.reference_parameters()
+    progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable"
              f"{f', plus a frozen {ref:,}-parameter KL reference' if ref else ''}), "
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 

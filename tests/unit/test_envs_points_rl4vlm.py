@@ -8,7 +8,6 @@ whatever the action. A card that is not free appends a blank " " (reward
 the card that makes 12 with it. See PointsEnv's docstring for our two rules.
 """
 
-import json
 import math
 from collections import Counter
 from fractions import Fraction
@@ -18,13 +17,10 @@ import pytest
 
 import rlvlm  # noqa: F401  (registers the envs)
 from rlvlm.errors import ConfigError
+from tests.unit.test_envs_rules import act
 
 SMALL = {"image_size": 32}
 RULES = ("accepted", "rl4vlm")
-
-
-def act(a: str) -> str:
-    return json.dumps({"thoughts": "test", "action": a})
 
 
 def play(env, actions):
