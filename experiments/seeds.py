@@ -109,6 +109,19 @@ def run_one(argv: list[str], out_dir: Path, log: Callable[[str], None] = print) 
     return wall
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (with `+dirty` when tracked files differ), so a summary names the code it measured."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def train_argv(preset: str, seed: int, out_dir: Path, overrides: Sequence[str]) -> list[str]:
     rlvlm = str(Path(sys.executable).with_name("rlvlm"))
     return [rlvlm, "train", preset, *overrides, f"seed={seed}", f"output_dir={out_dir}"]
@@ -133,8 +146,8 @@ def run_seeds(preset: str, seeds: Sequence[int], out: Path, overrides: Sequence[
         per_seed[seed] = figs
         log(f"  seed {seed}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in figs.items()))
-    summary = {"preset": preset, "overrides": list(overrides), "seeds": list(seeds), "per_seed": per_seed,
-               "aggregate": summarise(per_seed)}
+    summary = {"preset": preset, "overrides": list(overrides), "seeds": list(seeds), "commit": git_commit(),
+               "per_seed": per_seed, "aggregate": summarise(per_seed)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

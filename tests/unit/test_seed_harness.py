@@ -45,3 +45,19 @@ def test_summarise_names_the_worst_seed_and_the_gain():
     assert s["spread_exceeds_gain"] is False  # spread 0.3 < gain 0.4
     assert fmt(s["final"]) == "0.850 ± 0.212 (worst 0.700)"
     assert fmt(aggregate([])) == "–"
+
+
+def test_summary_names_the_commit_it_measured():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from experiments.seeds import git_commit
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    got = git_commit()
+    assert got is not None and got.split("+")[0] == head
+    assert got in (head, head + "+dirty")
