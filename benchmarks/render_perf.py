@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the repo root, for experiments/
 
 import grpo_vs_trl as bench  # noqa: E402
+
+from experiments.gym_cards import replace_blocks  # noqa: E402
 
 PHASES = ("generate", "reward", "other_prep", "forward", "backward", "optimizer")
 
@@ -133,8 +136,6 @@ def readme_block(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from rlvlm.eval.gym_cards import replace_blocks
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--main", default="runs/bench-final")
     ap.add_argument("--extra", default="runs/bench")

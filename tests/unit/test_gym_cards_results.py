@@ -8,7 +8,7 @@ import pytest
 
 from rlvlm.config import load_config
 from rlvlm.envs.runner import parse_eval_overrides
-from rlvlm.eval import gym_cards as gc
+from experiments import gym_cards as gc
 from rlvlm.train.config import TrainConfig
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlvlm.config import load_config
-from rlvlm.eval import reward_experiments as rx
+from experiments import reward_experiments as rx
 from rlvlm.train.config import TrainConfig
 
 RUNS = rx.runs("runs/rewards")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rlvlm.eval import rlhf_experiments as rh
+from experiments import rlhf_experiments as rh
 
 AXES = {"reward_model": 5.131, "heuristic_train": 0.883, "heuristic_heldout": 0.92, "accuracy": 0.765}
 DOC = """# results

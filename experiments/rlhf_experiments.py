@@ -1,8 +1,8 @@
 """The RLHF experiment of docs/results.md (issue 7): preferences -> reward model -> PPO, with DPO beside it.
 
-    python -m rlvlm.eval.rlhf_experiments [--only KEY ...] [--dry-run] [--table-only] [--force]
+    python -m experiments.rlhf_experiments [--only KEY ...] [--dry-run] [--table-only] [--force]
 
-Like `rlvlm.eval.reward_experiments`, one list of runs (`runs(runs_dir)`) is
+Like `experiments.reward_experiments`, one list of runs (`runs(runs_dir)`) is
 the single source of the tables: every row is the exact `rlvlm ...` command
 behind it. Runs whose output exists are skipped (a run whose input is missing
 brings the run that makes it along); the tables and rlhf_curves.png are
@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from rlvlm.eval.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
+from rlvlm.train.run_dir import read_metrics
+
+from experiments.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
 
 RUNS_DIR = "runs/rlhf"
 PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (150 updates, 1,000 test questions)
@@ -141,7 +143,6 @@ def run_pending(selected: list[Run], runs_dir: str | Path, *, force: bool = Fals
 # --------------------------------------------------------------- collecting
 def collect(runs_dir: str | Path) -> dict[str, dict]:
     """run key -> its report (the pair summary for prefs); train runs also get "metrics" (per update)."""
-    from rlvlm.train.run_dir import read_metrics
 
     out = {}
     for run in runs(runs_dir):
@@ -362,7 +363,7 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = harness_parser("python -m rlvlm.eval.rlhf_experiments", __doc__.split("\n\n")[0], RUNS_DIR, "rlhf")
+    p = harness_parser("python -m experiments.rlhf_experiments", __doc__.split("\n\n")[0], RUNS_DIR, "rlhf")
     args = p.parse_args(argv)
     all_runs = runs(args.runs_dir)
     selected = select_runs(p, all_runs, args.only)

@@ -1,8 +1,8 @@
 """The reward experiments of docs/results.md (issue 6): help-seeking, and accuracy + response time.
 
-    python -m rlvlm.eval.reward_experiments [--only KEY ...] [--dry-run] [--table-only] [--force]
+    python -m experiments.reward_experiments [--only KEY ...] [--dry-run] [--table-only] [--force]
 
-Like `rlvlm.eval.gym_cards`, one list of runs (`runs(runs_dir)`) is the single
+Like `experiments.gym_cards`, one list of runs (`runs(runs_dir)`) is the single
 source of the tables: every row is the exact `rlvlm train ...` command behind
 it. Runs whose report exists are skipped; the tables and PNGs are rewritten in
 place between `<!-- rewards:NAME -->` markers of docs/results.md.
@@ -23,7 +23,11 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from rlvlm.eval.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
+from rlvlm.config import load_config
+from rlvlm.train.config import TrainConfig
+from rlvlm.train.run_dir import read_metrics
+
+from experiments.gym_cards import Run, harness_parser, print_commands, replace_blocks, run_all, select_runs
 
 RUNS_DIR = "runs/rewards"
 ALPHAS = (0.01, 0.02, 0.03)  # token prices of the sweep; 0.02 is the preset's
@@ -43,8 +47,6 @@ def sft_policy(runs_dir: str | Path) -> str:
 
 def help_policy(runs_dir: str | Path) -> str:
     """The single-turn help-seeking run's final policy (checkpoint step-U, U = the preset's updates)."""
-    from rlvlm.config import load_config
-    from rlvlm.train.config import TrainConfig
 
     updates = load_config(TrainConfig, "help-seeking").updates
     return str(Path(runs_dir) / "help-single" / "checkpoints" / f"step-{updates}" / "policy")
@@ -93,7 +95,6 @@ def read_run(runs_dir: str | Path, key: str) -> dict | None:
     out = {"sft": report.get("sft"), "final": report["final"], "wall_seconds": report.get("wall_seconds"), "metrics": []}
     metrics = Path(runs_dir) / key / "metrics.jsonl"
     if metrics.is_file():
-        from rlvlm.train.run_dir import read_metrics
 
         out["metrics"] = read_metrics(metrics)
     return out
@@ -327,7 +328,7 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = harness_parser("python -m rlvlm.eval.reward_experiments", __doc__.split("\n\n")[0], RUNS_DIR, "rewards")
+    p = harness_parser("python -m experiments.reward_experiments", __doc__.split("\n\n")[0], RUNS_DIR, "rewards")
     args = p.parse_args(argv)
     all_runs = runs(args.runs_dir)
     by_key = {r.key: r for r in all_runs}

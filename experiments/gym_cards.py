@@ -10,7 +10,7 @@ One list, `RUNS`, is the single source of truth: each entry is the exact
   docs/results.md (between `<!-- gym-cards:NAME -->` markers, so the
   hand-written analysis around them survives) and the learning-curve PNGs.
 
-    python -m rlvlm.eval.gym_cards [--only KEY ...] [--dry-run] [--table-only]
+    python -m experiments.gym_cards [--only KEY ...] [--dry-run] [--table-only]
 
 All numbers are success rates on the same held-out seeds: every run uses the
 run seed 0, so evaluation episodes are seeds 1,000,000 ... 1,000,499, disjoint
@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from rlvlm.train.run_dir import _ema, read_metrics
 
 EPISODES = 500
 EVAL_SEED = 1_000_000  # = train seed 0 + rlvlm.eval.episodes.EVAL_SEED_OFFSET
@@ -130,7 +132,6 @@ def read_result(run: Run, runs_dir: str | Path) -> dict | None:
            "wall_seconds": report.get("wall_seconds"), "env_steps": report.get("env_steps")}
     metrics = Path(runs_dir) / run.key / "metrics.jsonl"
     if metrics.is_file():
-        from rlvlm.train.run_dir import read_metrics
 
         records = read_metrics(metrics)
         if records:
@@ -222,7 +223,6 @@ def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rlvlm.train.run_dir import _ema, read_metrics
 
     fig = Figure(figsize=(7.0, 3.8), dpi=110)
     FigureCanvasAgg(fig)
@@ -291,7 +291,7 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) ->
 
 
 def harness_parser(prog: str, description: str, runs_dir: str, blocks: str) -> argparse.ArgumentParser:
-    """The command line shared by the results harnesses (this module, rlvlm.eval.reward_experiments)."""
+    """The command line shared by the results harnesses (this module, experiments.reward_experiments)."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--runs-dir", default=runs_dir, help=f"where the runs write (default {runs_dir})")
     p.add_argument("--doc", default="docs/results.md", help=f"document whose {blocks} blocks are rewritten")
@@ -319,7 +319,7 @@ def print_commands(runs: list[Run], runs_dir: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = harness_parser("python -m rlvlm.eval.gym_cards", __doc__.split("\n\n")[0], "runs/gym_cards", "gym-cards")
+    p = harness_parser("python -m experiments.gym_cards", __doc__.split("\n\n")[0], "runs/gym_cards", "gym-cards")
     args = p.parse_args(argv)
     runs = select_runs(p, RUNS, args.only)
     if args.dry_run:
