@@ -132,7 +132,6 @@ def read_result(run: Run, runs_dir: str | Path) -> dict | None:
            "wall_seconds": report.get("wall_seconds"), "env_steps": report.get("env_steps")}
     metrics = Path(runs_dir) / run.key / "metrics.jsonl"
     if metrics.is_file():
-
         records = read_metrics(metrics)
         if records:
             out["last_entropy"] = records[-1].get("policy/entropy")

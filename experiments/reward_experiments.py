@@ -95,7 +95,6 @@ def read_run(runs_dir: str | Path, key: str) -> dict | None:
     out = {"sft": report.get("sft"), "final": report["final"], "wall_seconds": report.get("wall_seconds"), "metrics": []}
     metrics = Path(runs_dir) / key / "metrics.jsonl"
     if metrics.is_file():
-
         out["metrics"] = read_metrics(metrics)
     return out
 

@@ -143,7 +143,6 @@ def run_pending(selected: list[Run], runs_dir: str | Path, *, force: bool = Fals
 # --------------------------------------------------------------- collecting
 def collect(runs_dir: str | Path) -> dict[str, dict]:
     """run key -> its report (the pair summary for prefs); train runs also get "metrics" (per update)."""
-
     out = {}
     for run in runs(runs_dir):
         path = report_path(run, runs_dir)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from experiments.seeds import aggregate, fmt, read_figures, spread_exceeds_gain, summarise
+from experiments.seeds import aggregate, fmt, git_commit, read_figures, spread_exceeds_gain, summarise
 
 
 def test_aggregate_hand_worked():
@@ -48,12 +51,6 @@ def test_summarise_names_the_worst_seed_and_the_gain():
 
 
 def test_summary_names_the_commit_it_measured():
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    from experiments.seeds import git_commit
-
     root = Path(__file__).resolve().parents[2]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
