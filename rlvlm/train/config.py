@@ -131,6 +131,9 @@ class TrainConfig:
     eval: EvalConfig = FF(EvalConfig, "evaluation")
     updates: int = F(20, "RL updates (rollout + optimisation rounds); 0 saves the warm-started policy only")
     seed: int = F(0, "seed for envs, sampling and data order")
+    threads: int = F(1, "torch CPU threads for the run (0: torch's default). Pinned because the thread count "
+                        "changes float rounding, so the same seed on a machine with more cores is another run; "
+                        "raise it for speed on a many-core CPU, knowing the numbers will differ")
     output_dir: str = F("runs/numberline", "run directory")
     checkpoint_every: int = F(0, "checkpoint every N updates (0: only at the end)")
     checkpoint_keep: int = F(3, "keep only the newest K checkpoints/step-N/ (the one just written, and so the "
@@ -184,6 +187,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         a, r = self.algo, self.rollout
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads} must be >= 0; fix: threads=1 (reproducible) or 0 (torch's default)")
         if a.name not in ("ppo", "grpo"):
             raise ConfigError(f"algo.name={a.name!r} must be ppo or grpo")
         if a.ratio_level not in ("action", "token"):

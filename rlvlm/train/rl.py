@@ -24,7 +24,7 @@ from rlvlm import algos
 from rlvlm.errors import ConfigError
 from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
 from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
-from rlvlm.models.seeding import seed_everything
+from rlvlm.models.seeding import cpu_threads, seed_everything
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.monitor import AbstentionMonitor
@@ -162,10 +162,20 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
 
 
 def train(cfg: TrainConfig, progress=print) -> dict:
-    """Run SFT warm-start + RL as configured; returns the report dict (also written to output_dir)."""
+    """Run SFT warm-start + RL as configured; returns the report dict (also written to output_dir).
+
+    The run uses `cfg.threads` torch CPU threads (restored afterwards): the thread
+    count changes float rounding, so pinning it is part of "same config and seed,
+    same run" across machines with different core counts.
+    """
+    cfg.validate()
+    with cpu_threads(cfg.threads):
+        return _train(cfg, progress)
+
+
+def _train(cfg: TrainConfig, progress) -> dict:
     from rlvlm.train.outputs import RunOutputs
 
-    cfg.validate()
     timer = PhaseTimer()
     t_start = time.perf_counter()
     seed_everything(cfg.seed)

@@ -77,3 +77,28 @@ def test_building_a_tiny_model_leaves_the_global_streams_alone(tmp_path):
     torch.manual_seed(7)
     build_tiny_model(tmp_path / "m", "qwen2_vl", "tiny", seed=0)
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_the_callers_thread_count_does_not_change_the_run(tmp_path, monkeypatch):
+    """`threads` (default 1) pins torch's CPU threads for the run and restores the caller's afterwards.
+
+    Without the pin, a 2-core CI box and a laptop with more cores ran the same
+    seed as two different runs (float rounding in reductions).
+    """
+    monkeypatch.setenv("RLVLM_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run("tiny:qwen2_vl", tmp_path / "one")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        two = _run("tiny:qwen2_vl", tmp_path / "two")
+        assert torch.get_num_threads() == 2  # restored after the run
+        assert one == two
+        # And the pin is what makes them equal: the run really uses cfg.threads.
+        seen = []
+        monkeypatch.setattr("rlvlm.train.rl._train", lambda cfg, progress: seen.append(torch.get_num_threads()))
+        train(load_config(TrainConfig, "smoke", [f"output_dir={tmp_path / 'three'}", "threads=3"]))
+        assert seen == [3] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

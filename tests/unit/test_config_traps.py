@@ -39,6 +39,7 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
     (["sft.epochs=0"], r"sft.episodes=24 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
     (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
     (["abstention_alarm=1.5"], r"abstention_alarm=1.5 must be a fraction in \[0, 1\] \(0: off\)"),
+    (["threads=-1"], r"threads=-1 must be >= 0; fix: threads=1 \(reproducible\) or 0"),
 ])
 def test_traps_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as err:
