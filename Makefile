@@ -42,7 +42,7 @@ demo: install
 	$(BIN)/rlvlm train
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=8
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
