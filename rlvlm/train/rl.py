@@ -28,6 +28,7 @@ from rlvlm.models.seeding import cpu_threads, seed_everything
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.monitor import AbstentionMonitor
+from rlvlm.train.outputs import RunOutputs
 from rlvlm.train.ppo_step import Batch, compute_advantages, ppo_update, rollout_rewards
 
 
@@ -174,8 +175,6 @@ def train(cfg: TrainConfig, progress=print) -> dict:
 
 
 def _train(cfg: TrainConfig, progress) -> dict:
-    from rlvlm.train.outputs import RunOutputs
-
     timer = PhaseTimer()
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
