@@ -168,6 +168,11 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """The reply that asks, in the env's prompt style (used by the oracle)."""
         return self.env.unwrapped.reply({"thoughts": "image unclear, ask", self.key: self.ask_token})
 
+    def asks(self, reply: str) -> bool:
+        """Whether `reply` is the ask action (parsed as step() parses it)."""
+        parsed = parse_action(reply, None, key=self.key, max_chars=self.max_chars)
+        return bool(parsed.valid and parsed.action == self.ask_token)
+
     def _with_instruction(self, obs: dict) -> dict:
         return {"image": obs["image"], "text": obs["text"] + "\n" + self.help_instruction()}
 
@@ -184,8 +189,7 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action):
         if self._done:
             raise RlvlmError("step() called after the episode ended; fix: call reset() first")
-        parsed = parse_action(action, None, key=self.key, max_chars=self.max_chars)
-        if parsed.valid and parsed.action == self.ask_token:
+        if self.asks(action):
             return self._ask()
         obs, reward, terminated, truncated, info = self.env.step(action)
         valid = bool(info.get("action_valid", True))

@@ -361,6 +361,22 @@ class Policy(nn.Module):
             ))
         return samples
 
+    @torch.no_grad()
+    def forced_samples(self, observations: Sequence[Any], completions: Sequence[str],
+                       temperature: float = 1.0) -> list[Sample]:
+        """Teacher-forced samples that can join a rollout: `samples_from_text` with
+        `logprobs` filled under the current weights at `temperature` (eval mode, as
+        sampling runs), so a PPO ratio against them starts at exactly 1."""
+        samples = self.samples_from_text(observations, completions)
+        for s in samples:
+            s.temperature = float(temperature)
+        with self._eval_mode():
+            out = self.score(samples)
+        for i, s in enumerate(samples):
+            s.logprobs = out.logprobs[i, : s.num_tokens].tolist()
+            s.meta["forced"] = True
+        return samples
+
     @contextmanager
     def _capture_prompt_hidden(self):
         """Capture the decoder's last hidden state at the last prompt token during prefill.

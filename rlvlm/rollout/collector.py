@@ -27,6 +27,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from rlvlm.errors import ConfigError
 from rlvlm.eval.help import help_episode_fields
 from rlvlm.models.batching import Sample
 
@@ -74,10 +75,8 @@ class Collector:
     """Lockstep stepping of `envs` with batched `policy.sample` calls."""
 
     def __init__(self, envs: Sequence[Any], policy, sampling, *, seed: int = 0, group_size: int = 1,
-                 need_values: bool = True, act_fn: Callable | None = None):
+                 need_values: bool = True, act_fn: Callable | None = None, explore_ask: int = 0):
         if group_size < 1 or len(envs) % group_size:
-            from rlvlm.errors import ConfigError
-
             raise ConfigError(f"rollout.group_size={group_size} must divide rollout.num_envs={len(envs)}")
         self.envs = list(envs)
         self.policy = policy
@@ -85,6 +84,14 @@ class Collector:
         self.group_size = group_size
         self.need_values = need_values and getattr(policy, "value_head", None) is not None
         self.act_fn = act_fn  # optional override: (observations, infos) -> list[Sample]
+        self.explore_ask = explore_ask
+        if explore_ask:
+            from_env = [_ask_methods(e) for e in self.envs]
+            if not 0 < explore_ask < group_size or any(m is None for m in from_env):
+                raise ConfigError(f"rollout.explore_ask={explore_ask} needs envs under the ask wrapper "
+                                  f"(env.kwargs.ask_for_help) and 0 < explore_ask < rollout.group_size={group_size}")
+            self._asks, self._ask_reply = zip(*from_env)
+        self.forced_asks = 0  # teacher-forced ask replies put into rollouts so far
         self.seed = seed
         self._next_seed = seed
         self._episode_counter = 0
@@ -99,6 +106,7 @@ class Collector:
         self._ep_actions: list[list[str]] = [[] for _ in envs]
         self._ep_tokens = [0] * len(envs)  # completion tokens and generation seconds, summed over the episode
         self._ep_seconds = [0.0] * len(envs)
+        self._ep_forced = [False] * len(envs)  # a step of the episode was teacher-forced (explore_ask)
         self._t = 0
 
     @property
@@ -124,6 +132,7 @@ class Collector:
         self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = 0.0, 0, 0
         self._ep_seed[i], self._ep_actions[i] = seed, []
         self._ep_tokens[i], self._ep_seconds[i] = 0, 0.0
+        self._ep_forced[i] = False
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -135,7 +144,8 @@ class Collector:
             "started": self._obs[0] is not None,
             "envs": [{"seed": self._ep_seed[i], "actions": list(self._ep_actions[i]), "episode": self._episode[i],
                       "group": self._group[i], "return": self._ep_return[i], "length": self._ep_len[i],
-                      "invalid": self._ep_invalid[i], "tokens": self._ep_tokens[i], "seconds": self._ep_seconds[i]}
+                      "invalid": self._ep_invalid[i], "tokens": self._ep_tokens[i], "seconds": self._ep_seconds[i],
+                      "forced": self._ep_forced[i]}
                      for i in range(len(self.envs))],
         }
 
@@ -152,6 +162,7 @@ class Collector:
             self._episode[i], self._group[i] = e["episode"], e["group"]
             self._ep_return[i], self._ep_len[i], self._ep_invalid[i] = e["return"], e["length"], e["invalid"]
             self._ep_tokens[i], self._ep_seconds[i] = e.get("tokens", 0), e.get("seconds", 0.0)  # older checkpoints lack them
+            self._ep_forced[i] = e.get("forced", False)
 
     def reset(self) -> None:
         for g in range(len(self.envs) // self.group_size):
@@ -173,6 +184,37 @@ class Collector:
                 s.meta.setdefault("obs_text", text)
         return samples
 
+    def _explore_asks(self, idx: list[int], samples: list[Sample]) -> list[Sample]:
+        """Guided exploration of the ask reply (group mode, `explore_ask` > 0).
+
+        A policy that never samples "ask" on some input (a blank page the
+        warm-start never saw) gives its group identical, never-asking replies, so
+        the group advantage says nothing about asking there. In every group whose
+        envs all act at this step and none of whose samples asks, the last
+        `explore_ask` samples are replaced by the env's ask reply, teacher-forced
+        and scored under the current policy (PPO ratio 1 at the start). Its
+        reward then tells the update whether asking beats the answers here:
+        ask_missing on a degraded image, ask_clear on a clear one.
+        """
+        pos = {i: k for k, i in enumerate(idx)}
+        G = self.group_size
+        out = list(samples)
+        forced_at: list[int] = []
+        for g in range(len(self.envs) // G):
+            members = range(g * G, (g + 1) * G)
+            if not all(i in pos for i in members) or any(self._asks[i](out[pos[i]].text) for i in members):
+                continue
+            forced_at.extend(list(members)[-self.explore_ask:])
+        if not forced_at:
+            return out
+        obs = [self._obs[i] for i in forced_at]
+        forced = self.policy.forced_samples(obs, [self._ask_reply[i]() for i in forced_at],
+                                            temperature=self.sampling.temperature)
+        for i, f in zip(forced_at, forced):
+            out[pos[i]] = f
+        self.forced_asks += len(forced)
+        return out
+
     def _step_env(self, i: int, sample: Sample) -> tuple[dict | None, float, bool, bool, dict]:
         try:
             return self.envs[i].step(sample.text)
@@ -189,6 +231,7 @@ class Collector:
         self._ep_invalid[i] += int(not info.get("action_valid", True))
         self._ep_tokens[i] += sample.num_tokens
         self._ep_seconds[i] += sample.gen_seconds
+        self._ep_forced[i] |= bool(sample.meta.get("forced"))
         transitions.append(Transition(sample, i, self._t, float(reward), bool(terminated), bool(truncated),
                                       self._episode[i], self._group[i], info))
         done = terminated or truncated
@@ -198,6 +241,7 @@ class Collector:
                 "length": self._ep_len[i], "success": bool(info.get("is_success", self._ep_return[i] > 0)),
                 "invalid_actions": self._ep_invalid[i], "truncated": bool(truncated), "error": "error" in info,
                 "tokens": self._ep_tokens[i], "gen_seconds": self._ep_seconds[i],
+                "forced": self._ep_forced[i],
                 **help_episode_fields(info),  # ask/abstain/correct flags under the help wrappers
             })
         else:
@@ -257,6 +301,8 @@ class Collector:
         while active and self._t < max_steps:
             t0 = time.perf_counter()
             samples = self._act(active)
+            if self.explore_ask:
+                samples = self._explore_asks(active, samples)
             t1 = time.perf_counter()
             still = []
             for i, sample in zip(active, samples):
@@ -267,3 +313,13 @@ class Collector:
             active = still
             self._t += 1
         return Rollout(transitions, len(self.envs), 0, None, {}, episodes, {"generate": t_gen, "env": t_env})
+
+
+def _ask_methods(env) -> tuple[Callable, Callable] | None:
+    """(asks, ask_reply) of the ask wrapper anywhere in `env`'s wrapper stack, or None."""
+    e = env
+    while e is not None:
+        if hasattr(type(e), "asks") and hasattr(type(e), "ask_reply"):
+            return e.asks, e.ask_reply
+        e = getattr(e, "env", None)
+    return None

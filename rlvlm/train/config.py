@@ -54,6 +54,9 @@ class RolloutConfig:
     temperature: float = F(1.0, "sampling temperature during training")
     top_p: float = F(1.0, "nucleus sampling during training")
     max_new_tokens: int = F(48, "completion length cap")
+    explore_ask: int = F(0, "under env.kwargs.ask_for_help with groups: in a group none of whose samples asks, "
+                         "replace this many with the teacher-forced ask reply, so the group advantage can say "
+                         "whether asking pays on that image (0: off)")
 
 
 @dataclass
@@ -74,8 +77,11 @@ class AlgoConfig:
     lr: float = F(1e-5, "Adam learning rate")
     value_lr: Optional[float] = F(None, "learning rate of the value head (None: algo.lr); a from-scratch head "
                                   "regressing returns of +-10 needs a larger step than a warm-started policy")
-    lr_schedule: Literal["cosine", "constant"] = F("cosine", "cosine | constant")
+    lr_schedule: Literal["cosine", "constant", "wsd"] = F("cosine", "cosine | constant | wsd (constant, then a "
+                                                          "linear decay to 0 over the last algo.decay_updates)")
     warmup_updates: int = F(0, "linear warm-up updates")
+    decay_updates: int = F(0, "lr_schedule=wsd: final updates over which the lr falls linearly to 0, so the "
+                           "policy settles instead of ending on one draw of a late-run swing")
     weight_decay: float = F(0.0, "AdamW weight decay")
     value_coef: float = F(0.5, "value loss weight")
     value_clip: Optional[float] = F(None, "clip range of the value update (None: unclipped)")
@@ -179,6 +185,21 @@ class TrainConfig:
         if self.sft.episodes > 0 and self.sft.epochs < 1:
             raise ConfigError(f"sft.episodes={self.sft.episodes} with sft.epochs={self.sft.epochs} collects "
                               "demonstrations and never trains on them; fix: set sft.epochs >= 1 or sft.episodes=0")
+        if a.lr_schedule == "wsd" and not 0 < a.decay_updates <= self.updates - a.warmup_updates:
+            raise ConfigError(f"algo.lr_schedule=wsd with algo.decay_updates={a.decay_updates} (updates={self.updates}, "
+                              f"warmup_updates={a.warmup_updates}): the decay must cover 1 to updates - warmup_updates "
+                              "updates; fix: set algo.decay_updates in that range (e.g. a third of updates)")
+        if a.decay_updates and a.lr_schedule != "wsd":
+            raise ConfigError(f"algo.decay_updates={a.decay_updates} is only read by algo.lr_schedule=wsd (it is "
+                              f"{a.lr_schedule}); fix: set algo.lr_schedule=wsd or algo.decay_updates=0")
+        if r.explore_ask:
+            if not self.env.kwargs.get("ask_for_help"):
+                raise ConfigError(f"rollout.explore_ask={r.explore_ask} forces the ask reply, which needs the ask "
+                                  "action; fix: set env.kwargs.ask_for_help, or rollout.explore_ask=0")
+            if a.advantage == "gae" or not 0 < r.explore_ask < r.group_size:
+                raise ConfigError(f"rollout.explore_ask={r.explore_ask} works inside groups (a group estimator with "
+                                  f"0 < explore_ask < rollout.group_size={r.group_size}); fix: e.g. algo.name=grpo "
+                                  "rollout.group_size=8 rollout.explore_ask=1, or rollout.explore_ask=0")
         if not 0.0 <= self.abstention_alarm <= 1.0:
             raise ConfigError(f"abstention_alarm={self.abstention_alarm} must be a fraction in [0, 1] (0: off)")
         if self.eval.episodes < 1:

@@ -125,12 +125,19 @@ def param_groups(policy, lr: float, value_lr: float | None) -> list[dict]:
             {"params": [p for p in params if id(p) in head], "lr": value_lr}]
 
 
-def cosine_schedule(optimizer, total: int, warmup: int, kind: str):
+def lr_schedule(optimizer, total: int, warmup: int, kind: str, decay: int = 0):
+    """Per-update lr factor: linear warm-up, then constant, cosine to 0, or wsd.
+
+    wsd (warm-up, stable, decay) holds the lr until the last `decay` updates
+    and then falls linearly, reaching 1/decay of the lr on the final update.
+    """
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         if kind == "constant":
             return 1.0
+        if kind == "wsd":
+            return min(1.0, (total - step) / decay)
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -149,10 +156,14 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
         "rollout/episodes": len(eps),
         "rollout/env_errors": sum(e["error"] for e in eps),
     }
+    if any("forced" in tr.sample.meta for tr in trs):
+        m["rollout/forced_asks"] = sum(1 for tr in trs if tr.sample.meta.get("forced"))
     if eps:
         from rlvlm.eval.help import help_metrics
 
-        help_m = help_metrics(eps)  # {} without the help wrappers
+        # Teacher-forced asks (rollout.explore_ask) are not the policy's choices: the
+        # over-abstention monitor and the rates describe the sampled replies only.
+        help_m = help_metrics([e for e in eps if not e.get("forced")])  # {} without the help wrappers
         for key in ("ask_recall", "false_ask_rate", "accuracy_clear"):
             if f"help/{key}" in help_m:
                 m[f"rollout/{key}"] = help_m[f"help/{key}"]
@@ -237,7 +248,7 @@ def _train(cfg: TrainConfig, progress) -> dict:
     # ------------------------------------------------------------------- rl
     a = cfg.algo
     optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
-    scheduler = cosine_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule)
+    scheduler = lr_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule, a.decay_updates)
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
     abstention = AbstentionMonitor(cfg.abstention_alarm)
     scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None
@@ -245,7 +256,7 @@ def _train(cfg: TrainConfig, progress) -> dict:
                               max_new_tokens=cfg.rollout.max_new_tokens)
     envs = [make_env() for _ in range(cfg.rollout.num_envs)]
     collector = Collector(envs, policy, sampling, seed=cfg.seed, group_size=cfg.rollout.group_size,
-                          need_values=a.advantage == "gae")
+                          need_values=a.advantage == "gae", explore_ask=cfg.rollout.explore_ask)
     start_update = out.restore_training(state, optimizer, scheduler, entropy_ctl, scaler, collector)
     report = state.get("report", report)  # a resumed run continues the saved report (SFT figures included)
     abstention.load_state_dict(state.get("monitors", {}).get("abstention", {}))

@@ -40,6 +40,11 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
     (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
     (["abstention_alarm=1.5"], r"abstention_alarm=1.5 must be a fraction in \[0, 1\] \(0: off\)"),
     (["threads=-1"], r"threads=-1 must be >= 0; fix: threads=1 \(reproducible\) or 0"),
+    (["algo.lr_schedule=wsd"], r"algo.lr_schedule=wsd with algo.decay_updates=0 .*fix: set algo.decay_updates"),
+    (["algo.lr_schedule=wsd", "algo.decay_updates=101"], r"the decay must cover 1 to updates - warmup_updates"),
+    (["algo.lr_schedule=wsd", "algo.decay_updates=95", "algo.warmup_updates=10"], r"warmup_updates=10\)"),
+    (["algo.lr_schedule=cosine", "algo.decay_updates=10"], r"algo.decay_updates=10 is only read by "
+                                                             r"algo.lr_schedule=wsd .*fix: set algo.lr_schedule=wsd"),
 ])
 def test_traps_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as err:
