@@ -89,6 +89,9 @@ class AlgoConfig:
     target_entropy: Optional[float] = F(None, "per-token entropy target for an adaptive coefficient")
     kl_coef: float = F(0.0, "weight of KL to the reference policy (0: off)")
     kl_estimator: Literal["k1", "k2", "k3"] = F("k3", "k1 | k2 | k3")
+    ref_reset_every: int = F(0, "every N updates the KL reference becomes the current policy (a reference "
+                             "reset): the penalty then holds the reply format near a recent policy instead of "
+                             "pulling states the warm-start got confidently wrong back to it (0: never)")
     max_grad_norm: float = F(1.0, "gradient clipping")
     normalize_advantages: bool = F(True, "whiten advantages per rollout")
     reward_norm: bool = F(False, "scale rewards by a running std of discounted returns")
@@ -178,6 +181,12 @@ class TrainConfig:
             raise ConfigError(f"algo.kl_coef={a.kl_coef} with LoRA and sft.episodes={self.sft.episodes}: the reference "
                               "(the model with its adapter disabled) would be the model before the warm-start; fix: "
                               "set model.reference=copy (taken after the warm-start) or sft.episodes=0")
+        if a.ref_reset_every < 0:
+            raise ConfigError(f"algo.ref_reset_every={a.ref_reset_every} must be >= 0 (0: never reset the reference)")
+        if a.ref_reset_every and (a.kl_coef <= 0 or m.reference != "copy"):
+            raise ConfigError(f"algo.ref_reset_every={a.ref_reset_every} resets the frozen KL reference copy; it needs "
+                              f"algo.kl_coef > 0 and model.reference=copy (they are {a.kl_coef} and "
+                              f"{m.reference}); fix: set both, or algo.ref_reset_every=0")
         if a.target_entropy is not None and a.entropy_coef <= 0:
             raise ConfigError(f"algo.target_entropy={a.target_entropy} adapts the entropy coefficient from "
                               f"algo.entropy_coef={a.entropy_coef}, which stays 0; fix: set algo.entropy_coef > 0 "

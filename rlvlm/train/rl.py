@@ -313,6 +313,9 @@ def _train(cfg: TrainConfig, progress) -> dict:
             metrics["time/generate"] = rollout.seconds.get("generate", 0.0)
             metrics["time/env"] = rollout.seconds.get("env", 0.0)
             metrics["time/bootstrap"] = rollout.seconds.get("bootstrap", 0.0)
+        if a.ref_reset_every and (update + 1) % a.ref_reset_every == 0:
+            policy.snapshot_reference()  # the next rollouts' KL is to the policy as it is now
+            metrics["policy/ref_reset"] = 1
         if cfg.eval.every and (update + 1) % cfg.eval.every == 0 and update + 1 < cfg.updates:
             with timer("eval"):
                 ev = evaluate(policy, make_eval_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})

@@ -223,3 +223,20 @@ def test_kl_reference_is_the_warm_start_not_the_untrained_model(model_dir, tmp_p
     first = json.loads((report_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert first["update/optimizer_steps"] == 1
     assert first["policy/kl"] < 1e-4
+
+
+@pytest.mark.parametrize("reset_every", [0, 1])
+def test_ref_reset_makes_the_reference_the_policy_of_that_update(model_dir, tmp_path, reset_every):
+    """algo.ref_reset_every=1: the reference taken after update 1 is the policy update 2 starts from, so
+    update 2's single minibatch (scored before its optimizer step) has KL 0; without resets it is > 0."""
+    report_dir = tmp_path / "run"
+    train(_cfg(model_dir, report_dir, "model.reference=copy", "algo.kl_coef=0.1", "algo.lr=0.01", "updates=2",
+               "algo.epochs=1", "algo.minibatch_size=64", "eval.episodes=2", f"algo.ref_reset_every={reset_every}"),
+          progress=lambda s: None)
+    rows = [json.loads(x) for x in (report_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update/optimizer_steps"] for r in rows] == [1, 1]
+    assert rows[0]["policy/kl"] < 1e-6  # update 1 starts from the reference either way
+    if reset_every:
+        assert rows[1]["policy/kl"] < 1e-6 and rows[1]["policy/ref_reset"] == 1
+    else:
+        assert rows[1]["policy/kl"] > 1e-4 and "policy/ref_reset" not in rows[1]
