@@ -72,7 +72,9 @@ def rm_model(runs_dir: str | Path) -> str:
 def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Run, ...]:
     sft, pairs = sft_policy(runs_dir), pairs_path(runs_dir)
     return (
-        Run("rlhf-sft", "rlhf", "train", ("train", "fast-and-right", "updates=0")),
+        # model.value_head=true: the PPO runs below continue from this warm-start with a critic
+        # (the fast-and-right preset itself is GRPO since issue 15 and has none).
+        Run("rlhf-sft", "rlhf", "train", ("train", "fast-and-right", "updates=0", "model.value_head=true")),
         PrefsRun("prefs", "rlhf", "preferences",
                  ("preferences", f"policy={sft}", "task=digits", f"n_prompts={N_PROMPTS}", "k=4",
                   "weights.mentions=1", "weights.structure=1", "image_size=56", f"out={pairs}")),

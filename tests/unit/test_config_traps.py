@@ -43,7 +43,7 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
     (["algo.ref_reset_every=-1"], r"algo.ref_reset_every=-1 must be >= 0"),
     (["algo.ref_reset_every=10", "algo.kl_coef=0"], r"algo.ref_reset_every=10 resets the frozen KL reference copy; "
                                                     r"it needs algo.kl_coef > 0 and model.reference=copy"),
-    (["algo.ref_reset_every=10", "model.reference=auto", "model.lora_r=8", "sft.episodes=0"], r"\(they are 0.05 and auto\)"),
+    (["algo.ref_reset_every=10", "model.reference=auto", "model.lora_r=8", "sft.episodes=0"], r"\(they are 0.02 and auto\)"),
     (["algo.lr_schedule=wsd"], r"algo.lr_schedule=wsd with algo.decay_updates=0 .*fix: set algo.decay_updates"),
     (["algo.lr_schedule=wsd", "algo.decay_updates=101"], r"the decay must cover 1 to updates - warmup_updates"),
     (["algo.lr_schedule=wsd", "algo.decay_updates=95", "algo.warmup_updates=10"], r"warmup_updates=10\)"),
