@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlvlm.envs.base import TextImageEnv
+from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError, did_you_mean
 
 
@@ -53,14 +54,7 @@ def _resolve(env_or_id, env_kwargs: dict):
     base = env.unwrapped
     if not isinstance(base, TextImageEnv):
         raise ConfigError(f"{type(base).__name__} is not an rlvlm env; scripted policies need one")
-    helper, layer = None, env
-    from rlvlm.envs.wrappers import AskForHelp
-
-    while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, AskForHelp):
-            helper = layer
-        layer = layer.env
-    return env, base, helper
+    return env, base, find_ask_wrapper(env)
 
 
 class OraclePolicy:

@@ -250,3 +250,13 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if done or "episode_return" in info:  # the episode ended: success by this wrapper's rewards
             info.update(episode_return=self._return, is_success=self._return > 0)
         return info
+
+
+def find_ask_wrapper(env) -> AskForHelp | None:
+    """The AskForHelp layer in `env`'s wrapper stack (the innermost if several), or None."""
+    helper, layer = None, env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, AskForHelp):
+            helper = layer
+        layer = layer.env
+    return helper

@@ -27,6 +27,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError
 from rlvlm.eval.help import help_episode_fields
 from rlvlm.models.batching import Sample
@@ -86,11 +87,12 @@ class Collector:
         self.act_fn = act_fn  # optional override: (observations, infos) -> list[Sample]
         self.explore_ask = explore_ask
         if explore_ask:
-            from_env = [_ask_methods(e) for e in self.envs]
-            if not 0 < explore_ask < group_size or any(m is None for m in from_env):
+            helpers = [find_ask_wrapper(e) for e in self.envs]
+            if not 0 < explore_ask < group_size or any(h is None for h in helpers):
                 raise ConfigError(f"rollout.explore_ask={explore_ask} needs envs under the ask wrapper "
                                   f"(env.kwargs.ask_for_help) and 0 < explore_ask < rollout.group_size={group_size}")
-            self._asks, self._ask_reply = zip(*from_env)
+            self._asks = [h.asks for h in helpers]
+            self._ask_reply = [h.ask_reply for h in helpers]
         self.forced_asks = 0  # teacher-forced ask replies put into rollouts so far
         self.seed = seed
         self._next_seed = seed
@@ -314,12 +316,3 @@ class Collector:
             self._t += 1
         return Rollout(transitions, len(self.envs), 0, None, {}, episodes, {"generate": t_gen, "env": t_env})
 
-
-def _ask_methods(env) -> tuple[Callable, Callable] | None:
-    """(asks, ask_reply) of the ask wrapper anywhere in `env`'s wrapper stack, or None."""
-    e = env
-    while e is not None:
-        if hasattr(type(e), "asks") and hasattr(type(e), "ask_reply"):
-            return e.asks, e.ask_reply
-        e = getattr(e, "env", None)
-    return None
