@@ -176,13 +176,27 @@ def _ask_was_needed(info) -> bool:
     return info.get("help_mode") == "multi_turn" and not info.get("abstained", False)
 
 
+def _answered_blind(info) -> bool:
+    """Was the answer given on a view that lacked the information?
+
+    `degraded` (MissingVisualInfo) is True while this episode's degradation
+    still applies, i.e. until an ask revealed the clean view; without it,
+    info was missing and not yet revealed.
+    """
+    if "degraded" in info:
+        return bool(info["degraded"])
+    return bool(info.get("info_missing", False)) and not info.get("revealed", False)
+
+
 def _help_reward(
-    wrong: float, ask_clear: float, ask_missing: float, ask_cost: float, *, soft: bool = False
+    wrong: float, ask_clear: float, ask_missing: float, ask_cost: float, answer_missing: float | None = None,
+    *, soft: bool = False
 ) -> RewardFn:
     """Per-step help-seeking reward shared by the help_* factories.
 
         ask     -> (ask_missing if the view was degraded else ask_clear) - ask_cost
-        answer  -> correct value if correct else `wrong`
+        answer  -> answer_missing if given (not None) and the view was degraded,
+                   else the correct value if correct, else `wrong`
         invalid -> `wrong` (a malformed reply is a failed answer, not an abstention)
         none / no help_action -> None
     The correct value is 1, or the step's accuracy when `soft` (Φ_c).
@@ -197,6 +211,8 @@ def _help_reward(
             return wrong
         if action != "answer":
             return None
+        if answer_missing is not None and _answered_blind(info):
+            return answer_missing
         acc = info.get("accuracy")
         correct = info.get("correct")
         if correct is None:
@@ -210,32 +226,45 @@ def _help_reward(
     return help_reward
 
 
-def _ask_params(ask_clear, ask_missing, ask_cost) -> tuple[float, float, float]:
+def _ask_params(ask_clear, ask_missing, ask_cost, answer_missing=None) -> tuple[float, float, float, float | None]:
     ask_clear, ask_missing = _number("ask_clear", ask_clear), _number("ask_missing", ask_missing)
     ask_cost = _number("ask_cost", ask_cost)
     if ask_cost < 0:
         raise ConfigError(f"ask_cost={ask_cost:g} must be >= 0 (it is subtracted from every ask)")
-    return ask_clear, ask_missing, ask_cost
+    if answer_missing is not None:
+        answer_missing = _number("answer_missing", answer_missing)
+        if answer_missing >= ask_missing:
+            raise ConfigError(f"answer_missing={answer_missing:g} must be < ask_missing={ask_missing:g}: otherwise "
+                              "guessing on a view that lacks the answer pays at least as much as asking; "
+                              "fix: e.g. answer_missing=-1, or leave it unset to grade such answers as right or wrong")
+    return ask_clear, ask_missing, ask_cost, answer_missing
 
 
-def help_ternary(ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0) -> RewardFn:
+def help_ternary(ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0,
+                 answer_missing: float | None = None) -> RewardFn:
     """TruthRL-style ternary reward (2025): +1 correct, -1 wrong or invalid, and for an ask
     `ask_missing` (0) when the image lacked the information, `ask_clear` (-0.2)
     when it did not, minus `ask_cost`.
 
     Abstaining (0) beats guessing whenever P(correct) < 1/2; the small
     ask_clear penalty stops the policy from asking on every clear image.
+    `answer_missing` (unset: graded like any answer) scores every answer given
+    on a view that lacked the information, right or not: a right guess there
+    is luck, and paying it +1 tells a GRPO group that answering pays where
+    only asking should (with 8 guesses at P(right) 0.17, 3 groups in 4 hold
+    one such +1).
     """
-    return _help_reward(-1.0, *_ask_params(ask_clear, ask_missing, ask_cost))
+    return _help_reward(-1.0, *_ask_params(ask_clear, ask_missing, ask_cost, answer_missing))
 
 
-def help_phi(c: float = 1.0, ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0) -> RewardFn:
+def help_phi(c: float = 1.0, ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0,
+             answer_missing: float | None = None) -> RewardFn:
     """Effective reliability Φ_c (Whitehead et al., 2022) as a per-step reward:
 
         Φ_c = acc   if answered and acc > 0,
               -c    if answered and wrong (or invalid),
               0     if abstained.
-    Asks are scored as in `help_ternary` (ask_missing / ask_clear - ask_cost).
+    Asks (and `answer_missing`) are scored as in `help_ternary` (ask_missing / ask_clear - ask_cost).
     Φ_c on its own scores every abstention 0, so in multi-turn mode asking on a
     clear image (then answering the revealed one) would cost nothing; the
     ask_clear penalty (default -0.2) is what makes the policy look first.
@@ -244,18 +273,20 @@ def help_phi(c: float = 1.0, ask_clear: float = -0.2, ask_missing: float = 0.0, 
     c = _number("c", c)
     if c <= 0:
         raise ConfigError(f"c={c:g} must be > 0 (the cost of a wrong answer)")
-    return _help_reward(-c, *_ask_params(ask_clear, ask_missing, ask_cost), soft=True)
+    return _help_reward(-c, *_ask_params(ask_clear, ask_missing, ask_cost, answer_missing), soft=True)
 
 
-def help_confidence(t: float = 0.5, ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0) -> RewardFn:
+def help_confidence(t: float = 0.5, ask_clear: float = -0.2, ask_missing: float = 0.0, ask_cost: float = 0.0,
+                    answer_missing: float | None = None) -> RewardFn:
     """Confidence-target reward (Kalai et al., 2025): +1 correct, -t/(1-t) wrong,
     asks as in `help_ternary`.
 
     With p = P(correct), answering has expected reward p - (1-p)·t/(1-t),
     which is > 0 exactly when p > t: the model should answer only when it is
     more than t confident, and abstain (0) otherwise. Requires 0 <= t < 1.
+    `answer_missing` as in `help_ternary`.
     """
     t = _number("t", t)
     if not 0.0 <= t < 1.0:
         raise ConfigError(f"t={t:g} must be in [0, 1) (a confidence threshold)")
-    return _help_reward(-t / (1.0 - t), *_ask_params(ask_clear, ask_missing, ask_cost))
+    return _help_reward(-t / (1.0 - t), *_ask_params(ask_clear, ask_missing, ask_cost, answer_missing))

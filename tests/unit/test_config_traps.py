@@ -45,8 +45,8 @@ def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
                                                     r"it needs algo.kl_coef > 0 and model.reference=copy"),
     (["algo.ref_reset_every=10", "model.reference=auto", "model.lora_r=8", "sft.episodes=0"], r"\(they are 0.02 and auto\)"),
     (["algo.lr_schedule=wsd"], r"algo.lr_schedule=wsd with algo.decay_updates=0 .*fix: set algo.decay_updates"),
-    (["algo.lr_schedule=wsd", "algo.decay_updates=101"], r"the decay must cover 1 to updates - warmup_updates"),
-    (["algo.lr_schedule=wsd", "algo.decay_updates=95", "algo.warmup_updates=10"], r"warmup_updates=10\)"),
+    (["algo.lr_schedule=wsd", "updates=100", "algo.decay_updates=101"], r"the decay must cover 1 to updates - warmup_updates"),
+    (["algo.lr_schedule=wsd", "updates=100", "algo.decay_updates=95", "algo.warmup_updates=10"], r"warmup_updates=10\)"),
     (["algo.lr_schedule=cosine", "algo.decay_updates=10"], r"algo.decay_updates=10 is only read by "
                                                              r"algo.lr_schedule=wsd .*fix: set algo.lr_schedule=wsd"),
 ])
@@ -72,3 +72,13 @@ def test_kl_to_a_lora_reference_after_an_in_run_warm_start():
     # The disabled adapter is the model before SFT: KL would pull towards the untrained weights.
     with pytest.raises(ConfigError, match=r"fix: set model.reference=copy \(taken after the warm-start\)"):
         _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8", "model.reference=auto")
+
+
+@pytest.mark.parametrize("value", ["0", "0.5"])
+def test_help_reward_that_pays_guessing_on_a_degraded_image(value):
+    # answer_missing >= ask_missing (0): guessing where the image lacks the answer would pay as much as asking.
+    with pytest.raises(ConfigError, match=rf"answer_missing={float(value):g} must be < ask_missing=0: .*fix: e.g. "
+                                          r"answer_missing=-1") as err:
+        _validate("help-seeking", f"reward.options.help_ternary.answer_missing={value}")
+    assert "\n" not in str(err.value)
+    _validate("help-seeking", "reward.options.help_ternary.answer_missing=null")  # graded like any answer: fine

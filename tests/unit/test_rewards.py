@@ -176,6 +176,35 @@ def test_help_confidence(t, wrong):
     assert fn(S(), step("ask", missing=True, abstained=True)) == 0.0
 
 
+def test_answer_missing_scores_every_answer_on_a_degraded_view():
+    fn = help_ternary(ask_clear=-1.0, answer_missing=-1.0)
+    # A right answer on a degraded view is a lucky guess: -1, not +1; a wrong one -1 too.
+    assert fn(S(), step("answer", missing=True, degraded=True, correct=True, accuracy=1.0)) == -1.0
+    assert fn(S(), step("answer", missing=True, degraded=True, correct=False, accuracy=0.0)) == -1.0
+    # On a clear view, and after a multi-turn reveal (degraded False), answers are graded as usual.
+    assert fn(S(), step("answer", missing=False, degraded=False, correct=True, accuracy=1.0)) == 1.0
+    assert fn(S(), step("answer", missing=True, revealed=True, degraded=False, mode="multi_turn",
+                        correct=True, accuracy=1.0)) == 1.0
+    # Without the `degraded` key: missing and not yet revealed.
+    assert fn(S(), step("answer", missing=True, correct=True, accuracy=1.0)) == -1.0
+    assert fn(S(), step("answer", missing=True, revealed=True, correct=True, accuracy=1.0)) == 1.0
+    # Asks are unchanged; help_phi and help_confidence take it too.
+    assert fn(S(), step("ask", missing=True, abstained=True)) == 0.0
+    assert help_phi(answer_missing=-2.0)(S(), step("answer", missing=True, correct=True, accuracy=0.5)) == -2.0
+    assert help_confidence(t=0.75, answer_missing=-3.0)(S(), step("answer", missing=True, correct=True)) == -3.0
+    assert help_ternary()(S(), step("answer", missing=True, degraded=True, correct=True, accuracy=1.0)) == 1.0
+
+
+def test_answer_missing_on_the_real_wrappers():
+    """A right answer on an image MissingVisualInfo degraded pays +1 by default, answer_missing with it."""
+    env = AskForHelp(MissingVisualInfo(gym.make("rlvlm/VisualQA-v0", task="digits", image_size=32), p=1.0))
+    _, info = env.reset(seed=3)
+    _, r, _, _, info = env.step(_answer(info["answers"][0]))
+    assert r == 1.0 and info["degraded"]
+    assert help_ternary()(S(), info) == 1.0
+    assert help_ternary(answer_missing=-1.0)(S(), info) == -1.0
+
+
 def _answer(text):
     return json.dumps({"thoughts": "t", "answer": text})
 
@@ -216,6 +245,8 @@ def test_help_ternary_matches_the_wrapper_rewards(mode, p, script):
         (lambda: help_ternary(ask_cost=-1), "ask_cost=-1"),
         (lambda: help_ternary(ask_clear=float("inf")), "ask_clear=inf"),
         (lambda: help_phi(ask_missing="0"), "ask_missing='0'"),
+        (lambda: help_ternary(answer_missing=0.0), "answer_missing=0"),
+        (lambda: help_ternary(answer_missing="x"), "answer_missing='x'"),
     ],
 )
 def test_factory_errors_name_the_parameter(make, field):
