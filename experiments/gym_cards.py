@@ -1,20 +1,35 @@
 """The gym-cards results table (docs/results.md): which runs, how to run them, how to tabulate them.
 
 One list, `RUNS`, is the single source of truth: each entry is the exact
-`rlvlm ...` command behind one number of the table. This module can
+`rlvlm ...` command behind one row of the tables. Every run is repeated on the
+seeds `SEEDS` (0, 1, 2), because one seed cannot tell a method's gain from the
+luck of its seed. This module can
 
-- print the commands (`--dry-run`), so a reader can re-run any one by hand;
-- run them in order, skipping runs whose report already exists (`--only`
-  picks a subset, `--force` re-runs);
-- read every run's report and rewrite the generated blocks of
+- print the commands (`--dry-run`), one per run and seed, each prefixed with
+  `XDG_CACHE_HOME=$(mktemp -d)` so a reader can paste any one by hand;
+- run them in order, each seed in its own process from an empty cache (so the
+  tiny model is built inside the run and its wall time counts), skipping seeds
+  whose report already exists (`--only` picks runs, `--seeds` picks seeds,
+  `--force` re-runs);
+- read every seed's report and rewrite the generated blocks of
   docs/results.md (between `<!-- gym-cards:NAME -->` markers, so the
   hand-written analysis around them survives) and the learning-curve PNGs.
+  Each figure is the mean over the seeds present, its sample std and its
+  worst seed; a row whose spread (max - min over seeds) is larger than its
+  mean gain over the SFT warm-start says so. A seed without a report yet is
+  counted as missing, not an error.
 
-    python -m experiments.gym_cards [--only KEY ...] [--dry-run] [--table-only]
+    python -m experiments.gym_cards [--only KEY ...] [--seeds 0 1 2] [--dry-run] [--table-only]
 
-All numbers are success rates on the same held-out seeds: every run uses the
-run seed 0, so evaluation episodes are seeds 1,000,000 ... 1,000,499, disjoint
-from demonstration (500,000+) and training (0+) seeds.
+All numbers are success rates on held-out seeds: a training run on seed S
+writes `RUNS_DIR/KEY/seedS` and evaluates on episode seeds 1,000,000 + S ...
+(rlvlm's eval offset), and the random/oracle baselines of seed S evaluate on
+the same episodes (`seed=1000000+S`), disjoint from demonstration (500,000+)
+and training (0+) seeds.
+
+The single-seed helpers (`Run.argv`, `run_all`, `print_commands`) stay for the
+harnesses that import them (experiments.reward_experiments,
+experiments.rlhf_experiments); this table uses the `seed_*`/`*_seeds` ones.
 """
 
 from __future__ import annotations
@@ -27,12 +42,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 from rlvlm.train.run_dir import _ema, read_metrics
 
+from experiments.seeds import aggregate, fmt, read_figures, run_one, summarise
+
 EPISODES = 500
-EVAL_SEED = 1_000_000  # = train seed 0 + rlvlm.eval.episodes.EVAL_SEED_OFFSET
+SEEDS = (0, 1, 2)
+# = rlvlm.eval.episodes.EVAL_SEED_OFFSET (not imported: that module pulls torch);
+# a training run on seed S evaluates on episode seeds EVAL_SEED + S ...
+EVAL_SEED = 1_000_000
+CACHE_PREFIX = "XDG_CACHE_HOME=$(mktemp -d)"  # what run_one does, as a reader would type it
 
 TASKS = {  # preset name -> (env id, column title)
     "numberline": ("rlvlm/NumberLine-v0", "NumberLine"),
@@ -49,24 +70,48 @@ RL4VLM = {"numberline": 89.4, "ezpoints": 50.0, "points24": 2.3, "blackjack": 40
 TARGETS = {"numberline": 0.95, "ezpoints": 0.90, "points24": 0.30, "blackjack": 0.41}
 
 
+def seed_dir(runs_dir: str | Path, key: str, seed: int) -> Path:
+    return Path(runs_dir) / key / f"seed{seed}"
+
+
 @dataclass(frozen=True)
 class Run:
     key: str  # run directory name under runs_dir, e.g. "numberline-ppo"
     task: str  # preset name of the task (a TASKS key)
     kind: str  # "baseline" (rlvlm eval env=...) or "train" (rlvlm train ...)
-    args: tuple[str, ...]  # everything after `rlvlm`, without output_dir
+    # Everything after `rlvlm`, without output_dir; for the seed_* methods also without seed.
+    args: tuple[str, ...]
 
+    # Single-seed: the run writes runs_dir/KEY (the other harnesses use these).
     def argv(self, runs_dir: str | Path) -> list[str]:
         return ["rlvlm", *self.args, f"output_dir={Path(runs_dir) / self.key}"]
 
     def command(self, runs_dir: str | Path) -> str:
         return shlex.join(self.argv(runs_dir))
 
+    # Per seed: seed S writes runs_dir/KEY/seedS.
+    def seed_value(self, seed: int) -> int:
+        """The `seed=` of seed S: the run seed of a training run; a baseline's is that run's
+        evaluation seed, so both are scored on the same held-out episodes."""
+        return EVAL_SEED + seed if self.kind == "baseline" else seed
+
+    def seed_argv(self, runs_dir: str | Path, seed: int) -> list[str]:
+        return ["rlvlm", *self.args, f"seed={self.seed_value(seed)}",
+                f"output_dir={seed_dir(runs_dir, self.key, seed)}"]
+
+    def seed_command(self, runs_dir: str | Path, seed: int | None = None) -> str:
+        """One seed's shell command; seed=None gives the template the docs show, with `seed=S`
+        (a baseline's `seed=1000000+S`) and `.../KEY/seedS` written literally."""
+        if seed is not None:
+            return shlex.join(self.seed_argv(runs_dir, seed))
+        value = f"{EVAL_SEED}+S" if self.kind == "baseline" else "S"
+        return shlex.join(["rlvlm", *self.args, f"seed={value}", f"output_dir={Path(runs_dir) / self.key / 'seedS'}"])
+
 
 def _baseline(task: str, policy: str) -> Run:
     env_id = TASKS[task][0]
     return Run(f"{task}-{policy}", task, "baseline",
-               ("eval", f"env={env_id}", f"policy={policy}", f"episodes={EPISODES}", f"seed={EVAL_SEED}"))
+               ("eval", f"env={env_id}", f"policy={policy}", f"episodes={EPISODES}"))
 
 
 def _train(key: str, task: str, *args: str) -> Run:
@@ -95,7 +140,7 @@ RUNS_BY_KEY = {r.key: r for r in RUNS}
 
 # ------------------------------------------------------------------ running
 def run_all(runs: list[Run], runs_dir: str | Path, *, force: bool = False, progress=print) -> None:
-    """Run each command whose report.json is missing (all of them with force=True), in order."""
+    """Single-seed: run each command whose report.json is missing (all of them with force=True), in order."""
     for i, run in enumerate(runs, 1):
         report = Path(runs_dir) / run.key / "report.json"
         if report.is_file() and not force:
@@ -111,35 +156,72 @@ def run_all(runs: list[Run], runs_dir: str | Path, *, force: bool = False, progr
         progress(f"[{i}/{len(runs)}] {run.key}: {time.perf_counter() - t0:.0f}s")
 
 
-# --------------------------------------------------------------- collecting
-def read_result(run: Run, runs_dir: str | Path) -> dict | None:
-    """The figures of one run, or None when its report does not exist yet.
+def run_seeds(runs: Sequence[Run], seeds: Sequence[int], runs_dir: str | Path, *, force: bool = False,
+              progress: Callable[[str], None] = print) -> list[str]:
+    """Run each (run, seed) whose report.json is missing (all of them with force=True), all seeds of
+    a run before the next run, so each row's aggregate is complete as early as possible.
 
-    Baselines give {"success", "episodes"}; training runs also give the SFT
-    evaluation ("sft_success"), wall seconds and the last update's rollout
-    entropy and invalid-action rate.
+    Each seed runs in its own process from an empty cache (experiments.seeds.run_one), its output
+    in KEY/seedS/stdout.log and its whole wall time in process_seconds.txt. A failed seed does not
+    stop the others (it is a missing seed in the tables); the failed commands are returned.
     """
-    path = Path(runs_dir) / run.key / "report.json"
+    todo = [(run, seed) for run in runs for seed in seeds]
+    failed = []
+    for i, (run, seed) in enumerate(todo, 1):
+        out = seed_dir(runs_dir, run.key, seed)
+        report = out / "report.json"
+        tag = f"[{i}/{len(todo)}] {run.key} seed {seed}"
+        if report.is_file() and not force:
+            progress(f"{tag}: done already ({report})")
+            continue
+        # A forced re-run that fails must not leave the old report to pass for the new one.
+        report.unlink(missing_ok=True)
+        progress(tag)
+        wall = run_one([sys.executable, "-m", "rlvlm.cli", *run.seed_argv(runs_dir, seed)[1:]], out, progress)
+        (out / "process_seconds.txt").write_text(f"{wall:.1f}\n")
+        if report.is_file():
+            progress(f"{tag}: {wall:.0f}s")
+        else:
+            failed.append(f"{CACHE_PREFIX} {run.seed_command(runs_dir, seed)}")
+    return failed
+
+
+# --------------------------------------------------------------- collecting
+def read_seed(run: Run, runs_dir: str | Path, seed: int) -> dict:
+    """The figures of one seed of a run, {} when its report does not exist yet.
+
+    Named as experiments.seeds names them: "final" (held-out success), for
+    training runs also "sft" (the warm-start's), "gain" and "wall_seconds";
+    "process_seconds" (the whole process, model build from the empty cache
+    included) where this harness ran it.
+    """
+    d = seed_dir(runs_dir, run.key, seed)
+    path = d / "report.json"
     if not path.is_file():
-        return None
+        return {}
     report = json.loads(path.read_text())
-    if run.kind == "baseline":
-        return {"success": report["success_rate"], "episodes": report["episodes"]}
-    final, sft = report["final"], report.get("sft", {})
-    out = {"success": final["success_rate"], "episodes": final["episodes"],
-           "invalid_action_rate": final.get("invalid_action_rate"),
-           "sft_success": sft.get("success_rate"), "sft_episodes": sft.get("episodes"),
-           "wall_seconds": report.get("wall_seconds"), "env_steps": report.get("env_steps")}
-    metrics = Path(runs_dir) / run.key / "metrics.jsonl"
-    if metrics.is_file():
-        records = read_metrics(metrics)
-        if records:
-            out["last_entropy"] = records[-1].get("policy/entropy")
-    return out
+    figs = read_figures(report) if run.kind == "train" else {"final": report["success_rate"]}
+    ps = d / "process_seconds.txt"
+    if ps.is_file():
+        figs["process_seconds"] = float(ps.read_text())
+    return figs
 
 
-def collect(runs_dir: str | Path, runs=RUNS) -> dict[str, dict]:
-    return {r.key: res for r in runs if (res := read_result(r, runs_dir)) is not None}
+def summarise_run(run: Run, per_seed: Mapping[int, Mapping]) -> dict:
+    """experiments.seeds.summarise of one run's seeds, with every figure the tables read present
+    (n=0, all missing, for a run not run yet) and the per-seed figures under "per_seed"."""
+    agg = summarise(per_seed)
+    names = ("final", "process_seconds", "wall_seconds") + (("sft", "gain") if run.kind == "train" else ())
+    for name in names:
+        agg.setdefault(name, aggregate([None] * len(per_seed)))
+    agg.setdefault("spread_exceeds_gain", False)
+    agg["per_seed"] = {s: dict(f) for s, f in per_seed.items()}
+    return agg
+
+
+def collect(runs_dir: str | Path, runs=RUNS, seeds: Sequence[int] = SEEDS) -> dict[str, dict]:
+    """Every run's summary over `seeds`, keyed by run key (runs without any report included)."""
+    return {r.key: summarise_run(r, {s: read_seed(r, runs_dir, s) for s in seeds}) for r in runs}
 
 
 # ------------------------------------------------------------------- tables
@@ -147,55 +229,81 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def _opt(x, spec: str) -> str:
-    """A figure that training runs have and baselines lack: blank when absent."""
-    return "" if x is None else format(x, spec)
+def _has(agg: Mapping | None) -> bool:
+    return bool(agg and agg.get("n"))
+
+
+def _mean_worst(agg: Mapping | None) -> str:
+    """`mean (worst min)` in percent, the main table's cell."""
+    return f"{100 * agg['mean']:.1f} ({100 * agg['min']:.1f})" if _has(agg) else "–"
+
+
+def _pct_fmt(agg: Mapping | None) -> str:
+    """`mean ± std (worst min)` in percent."""
+    return fmt({**agg, **{k: 100 * agg[k] for k in ("mean", "std", "min", "max")}}, 1) if _has(agg) else "–"
+
+
+def _flag(res: Mapping) -> str:
+    return ("yes" if res["spread_exceeds_gain"] else "no") if _has(res.get("final")) else "–"
 
 
 def main_table(results: Mapping[str, dict]) -> str:
-    """Success (%) per task: random, SFT only, PPO, GRPO, oracle, and RL4VLM's published numbers."""
+    """Success (%) per task, mean over seeds (worst seed): random, SFT only, PPO, GRPO, oracle,
+    and RL4VLM's published numbers."""
+    def fig(suffix: str, name: str) -> Callable[[str], str]:
+        return lambda t: _mean_worst(results.get(f"{t}-{suffix}", {}).get(name))
+
     rows = [
-        ("Random policy", lambda t: results.get(f"{t}-random", {}).get("success")),
-        ("SFT only (warm-start of the PPO run)", lambda t: results.get(f"{t}-ppo", {}).get("sft_success")),
-        ("**rlvlm PPO** (SFT + PPO)", lambda t: results.get(f"{t}-ppo", {}).get("success")),
-        ("rlvlm GRPO (SFT + GRPO)", lambda t: results.get(f"{t}-grpo", {}).get("success")),
-        ("Oracle (scripted)", lambda t: results.get(f"{t}-oracle", {}).get("success")),
-        ("Target (issue 5)", lambda t: TARGETS[t]),
+        ("Random policy", fig("random", "final")),
+        ("SFT only (warm-start of the PPO run)", fig("ppo", "sft")),
+        ("**rlvlm PPO** (SFT + PPO)", fig("ppo", "final")),
+        ("rlvlm GRPO (SFT + GRPO)", fig("grpo", "final")),
+        ("Oracle (scripted)", fig("oracle", "final")),
+        ("Target (issue 5)", lambda t: _pct(TARGETS[t])),
     ]
     head = "| | " + " | ".join(TASKS[t][1] for t in TASKS) + " |"
     lines = [head, "|---" * (len(TASKS) + 1) + "|"]
     for name, get in rows:
-        lines.append(f"| {name} | " + " | ".join(_pct(get(t)) for t in TASKS) + " |")
+        lines.append(f"| {name} | " + " | ".join(get(t) for t in TASKS) + " |")
     lines.append("| RL4VLM, LLaVA-7B (published) | " + " | ".join(f"{RL4VLM[t]:.1f}" for t in TASKS) + " |")
     return "\n".join(lines)
 
 
-def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS) -> str:
-    """Every run: its command, success, held-out episodes, wall time and final invalid-action rate."""
-    lines = ["| run | command | success | SFT | episodes | wall | invalid | entropy |", "|---" * 8 + "|"]
+def _seed_cell(figs: Mapping) -> str:
+    if "final" not in figs:
+        return "–"
+    return f"{figs['sft']:.3f} → **{figs['final']:.3f}**" if "sft" in figs else f"**{figs['final']:.3f}**"
+
+
+def _wall_cell(res: Mapping) -> str:
+    """Range over seeds of the whole process's minutes (the report's wall time where the harness did not run it)."""
+    wall = res["process_seconds"] if _has(res["process_seconds"]) else res["wall_seconds"]
+    return f"{wall['min'] / 60:.1f}–{wall['max'] / 60:.1f} min" if _has(wall) else "–"
+
+
+def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS, seeds: Sequence[int] = SEEDS) -> str:
+    """Every run: its command (per seed), each seed's SFT → final success (fractions, as the
+    seed tables above it), final and gain over SFT as mean ± std (worst), wall time, and
+    whether the spread over seeds is larger than the gain."""
+    lines = ["| run | command | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | final: mean ± std (worst) | gain over SFT | wall per run | spread > gain |",
+             "|---" * (len(seeds) + 6) + "|"]
     for run in runs:
-        res = results.get(run.key)
-        if res is None:
-            lines.append(f"| {run.key} | `{run.command(runs_dir)}` | not run yet | | | | | |")
-            continue
-        wall = res.get("wall_seconds")
-        cells = [f"{res['success']:.3f}", _opt(res.get("sft_success"), ".3f"), str(res["episodes"]),
-                 "" if wall is None else f"{wall / 60:.1f} min", _opt(res.get("invalid_action_rate"), ".3f"),
-                 _opt(res.get("last_entropy"), ".3f")]
-        lines.append(f"| {run.key} | `{run.command(runs_dir)}` | " + " | ".join(cells) + " |")
+        res = results[run.key]
+        cells = [_seed_cell(res["per_seed"].get(s, {})) for s in seeds]
+        train = run.kind == "train"
+        cells += [fmt(res["final"]), fmt(res["gain"]) if train else "", _wall_cell(res), _flag(res) if train else ""]
+        lines.append(f"| {run.key} | `{CACHE_PREFIX} {run.seed_command(runs_dir)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def ablation_table(results: Mapping[str, dict], keys: list[tuple[str, str]]) -> str:
-    lines = ["| setting | SFT only | after RL | gain |", "|---|---|---|---|"]
+    """Success (%) before and after RL and the gain, each mean ± std (worst seed)."""
+    lines = ["| setting | SFT only | after RL | gain | spread > gain |", "|---|---|---|---|---|"]
     for label, key in keys:
-        res = results.get(key)
-        if res is None:
-            lines.append(f"| {label} | not run yet | | |")
-            continue
-        sft, fin = res.get("sft_success"), res["success"]
-        gain = "" if sft is None else f"{100 * (fin - sft):+.1f}"
-        lines.append(f"| {label} | {_pct(sft)} | {_pct(fin)} | {gain} |")
+        res = results[key]
+        cells = [_pct_fmt(res["sft"]), _pct_fmt(res["final"]), _pct_fmt(res["gain"]), _flag(res)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -215,34 +323,45 @@ CURVE_SETS = {  # PNG name -> (title, [(label, run key)])
 }
 
 
+def _curve(path: Path, smooth: float) -> tuple[list[float], list[float]] | None:
+    """A run's rollout success (EMA-smoothed) against env steps, None without any."""
+    if not path.is_file():
+        return None
+    pts = [(r["rollout/env_steps"], r["rollout/success_rate"]) for r in read_metrics(path)
+           if isinstance(r.get("rollout/env_steps"), (int, float)) and isinstance(r.get("rollout/success_rate"), (int, float))]
+    if not pts:
+        return None
+    xs, ys = zip(*pts)
+    return list(xs), _ema(list(ys), smooth)
+
+
 def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list[tuple[str, str]],
-             results: Mapping[str, dict], smooth: float = 0.6) -> Path | None:
-    """Rollout success (EMA-smoothed) against env steps for several runs, with each run's
-    held-out SFT and final success as hollow and filled markers at the ends."""
+             results: Mapping[str, dict], seeds: Sequence[int] = SEEDS, smooth: float = 0.6) -> Path | None:
+    """Rollout success (EMA-smoothed) against env steps: each seed thin, the mean over seeds bold,
+    with the held-out SFT and final success (means over seeds) as hollow and filled markers."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
 
     fig = Figure(figsize=(7.0, 3.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     drawn = 0
     for i, (label, key) in enumerate(series):
-        path = Path(runs_dir) / key / "metrics.jsonl"
-        if not path.is_file():
+        curves = [c for s in seeds if (c := _curve(seed_dir(runs_dir, key, s) / "metrics.jsonl", smooth))]
+        if not curves:
             continue
-        pts = [(r["rollout/env_steps"], r["rollout/success_rate"]) for r in read_metrics(path)
-               if isinstance(r.get("rollout/env_steps"), (int, float)) and isinstance(r.get("rollout/success_rate"), (int, float))]
-        if not pts:
-            continue
-        xs, ys = zip(*pts)
         color = f"C{i}"
-        ax.plot(xs, ys, lw=0.8, alpha=0.3, color=color)
-        ax.plot(xs, _ema(list(ys), smooth), lw=1.8, color=color, label=f"{label} (rollout, T=1)")
+        for xs, ys in curves:
+            ax.plot(xs, ys, lw=0.8, alpha=0.35, color=color)
+        # The seeds of one preset log at the same env steps; a seed cut short bounds the mean.
+        xs = min((c[0] for c in curves), key=len)
+        mean = [sum(ys[j] for _, ys in curves) / len(curves) for j in range(len(xs))]
+        ax.plot(xs, mean, lw=2.0, color=color, label=f"{label}, mean of {len(curves)} seeds (rollout, T=1)")
         res = results.get(key, {})
-        if res.get("sft_success") is not None:
-            ax.plot([0], [res["sft_success"]], marker="o", mfc="none", color=color, ms=7)
-        ax.plot([xs[-1]], [res.get("success", ys[-1])], marker="o", color=color, ms=7)
+        if _has(res.get("sft")):
+            ax.plot([0], [res["sft"]["mean"]], marker="o", mfc="none", color=color, ms=7)
+        if _has(res.get("final")):
+            ax.plot([xs[-1]], [res["final"]["mean"]], marker="o", color=color, ms=7)
         drawn += 1
     if not drawn:
         return None
@@ -250,7 +369,8 @@ def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{title}\nhollow: SFT, filled: final (greedy, {EPISODES} held-out episodes)", fontsize=10)
+    ax.set_title(f"{title}\nhollow: SFT, filled: final (means over seeds; greedy, {EPISODES} held-out episodes)",
+                 fontsize=10)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     out_png = Path(out_png)
@@ -312,23 +432,37 @@ def select_runs(parser: argparse.ArgumentParser, runs, only: list[str] | None) -
 
 
 def print_commands(runs: list[Run], runs_dir: str | Path) -> None:
+    """Single-seed: one line per run."""
     width = max((len(r.key) for r in runs), default=0) + 2
     for run in runs:
         print(f"{run.key:{width}s}{run.command(runs_dir)}")
 
 
+def print_seed_commands(runs: Sequence[Run], seeds: Sequence[int], runs_dir: str | Path) -> None:
+    """One line per run and seed, the command as a reader would paste it (from an empty cache)."""
+    width = max((len(r.key) for r in runs), default=0) + 2
+    for run in runs:
+        for seed in seeds:
+            print(f"{run.key:{width}s}seed {seed}  {CACHE_PREFIX} {run.seed_command(runs_dir, seed)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = harness_parser("python -m experiments.gym_cards", __doc__.split("\n\n")[0], "runs/gym_cards", "gym-cards")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S",
+                   help="run only these seeds (default %(default)s); the tables always cover SEEDS")
     args = p.parse_args(argv)
     runs = select_runs(p, RUNS, args.only)
+    seeds = list(dict.fromkeys(args.seeds))
     if args.dry_run:
-        print_commands(runs, args.runs_dir)
+        print_seed_commands(runs, seeds, args.runs_dir)
         return 0
-    if not args.table_only:
-        run_all(runs, args.runs_dir, force=args.force)
+    failed = [] if args.table_only else run_seeds(runs, seeds, args.runs_dir, force=args.force)
     results = write_results(args.runs_dir, args.doc, args.figures)
-    print(f"{len(results)}/{len(RUNS)} runs have reports; wrote {args.doc} and {args.figures}/*.png")
-    return 0
+    complete = sum(res["final"]["n"] == len(SEEDS) for res in results.values())
+    print(f"{complete}/{len(RUNS)} runs have all {len(SEEDS)} seeds; wrote {args.doc} and {args.figures}/*.png")
+    for command in failed:
+        print(f"failed (its log is stdout.log in its output_dir): {command}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
