@@ -27,9 +27,8 @@ writes `RUNS_DIR/KEY/seedS` and evaluates on episode seeds 1,000,000 + S ...
 the same episodes (`seed=1000000+S`), disjoint from demonstration (500,000+)
 and training (0+) seeds.
 
-The single-seed helpers (`Run.argv`, `run_all`, `print_commands`) stay for the
-harnesses that import them (experiments.reward_experiments,
-experiments.rlhf_experiments); this table uses the `seed_*`/`*_seeds` ones.
+The reward and RLHF harnesses import this module's per-seed helpers
+(`Run.seed_*`, `run_seeds`, `print_seed_commands`, the table and block code).
 """
 
 from __future__ import annotations
@@ -37,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -139,23 +136,6 @@ RUNS_BY_KEY = {r.key: r for r in RUNS}
 
 
 # ------------------------------------------------------------------ running
-def run_all(runs: list[Run], runs_dir: str | Path, *, force: bool = False, progress=print) -> None:
-    """Single-seed: run each command whose report.json is missing (all of them with force=True), in order."""
-    for i, run in enumerate(runs, 1):
-        report = Path(runs_dir) / run.key / "report.json"
-        if report.is_file() and not force:
-            progress(f"[{i}/{len(runs)}] {run.key}: done already ({report})")
-            continue
-        progress(f"[{i}/{len(runs)}] {run.command(runs_dir)}")
-        t0 = time.perf_counter()
-        argv = [sys.executable, "-m", "rlvlm.cli", *run.argv(runs_dir)[1:]]
-        proc = subprocess.run(argv)
-        if proc.returncode != 0:
-            raise SystemExit(f"gym_cards: {run.key} failed with exit code {proc.returncode}; "
-                             f"re-run it alone with: {run.command(runs_dir)}")
-        progress(f"[{i}/{len(runs)}] {run.key}: {time.perf_counter() - t0:.0f}s")
-
-
 def run_seeds(runs: Sequence[Run], seeds: Sequence[int], runs_dir: str | Path, *, force: bool = False,
               progress: Callable[[str], None] = print) -> list[str]:
     """Run each (run, seed) whose report.json is missing (all of them with force=True), all seeds of
@@ -429,13 +409,6 @@ def select_runs(parser: argparse.ArgumentParser, runs, only: list[str] | None) -
     if unknown:
         parser.error(f"--only: unknown run {unknown[0]!r}; keys: {', '.join(by_key)}")
     return [by_key[k] for k in only] if only else list(runs)
-
-
-def print_commands(runs: list[Run], runs_dir: str | Path) -> None:
-    """Single-seed: one line per run."""
-    width = max((len(r.key) for r in runs), default=0) + 2
-    for run in runs:
-        print(f"{run.key:{width}s}{run.command(runs_dir)}")
 
 
 def print_seed_commands(runs: Sequence[Run], seeds: Sequence[int], runs_dir: str | Path) -> None:
