@@ -43,7 +43,8 @@ from typing import Callable, Mapping, Sequence
 
 from rlvlm.train.run_dir import _ema, read_metrics
 
-from experiments.seeds import aggregate, fmt, read_figures, run_one, summarise
+from experiments.seeds import (aggregate, fmt, read_figures, run_one, save_process_seconds, summarise,
+                               with_process_seconds)
 
 EPISODES = 500
 SEEDS = (0, 1, 2)
@@ -78,6 +79,9 @@ class Run:
     kind: str  # "baseline" (rlvlm eval env=...) or "train" (rlvlm train ...)
     # Everything after `rlvlm`, without output_dir; for the seed_* methods also without seed.
     args: tuple[str, ...]
+    # The file in a seed's directory whose existence marks that seed done (a class attribute, not a
+    # field, so subclasses keep their own fields; rlhf_experiments.Step makes it one).
+    marker = "report.json"
 
     # Single-seed: the run writes runs_dir/KEY (the other harnesses use these).
     def argv(self, runs_dir: str | Path) -> list[str]:
@@ -136,30 +140,46 @@ RUNS_BY_KEY = {r.key: r for r in RUNS}
 
 
 # ------------------------------------------------------------------ running
+def process_argv(argv: Sequence[str]) -> list[str]:
+    """The command as this interpreter runs it (`rlvlm ...` -> python -m rlvlm.cli ..., `python ...` -> python ...)."""
+    return [sys.executable, *(["-m", "rlvlm.cli"] if argv[0] == "rlvlm" else []), *argv[1:]]
+
+
 def run_seeds(runs: Sequence[Run], seeds: Sequence[int], runs_dir: str | Path, *, force: bool = False,
               progress: Callable[[str], None] = print) -> list[str]:
-    """Run each (run, seed) whose report.json is missing (all of them with force=True), all seeds of
-    a run before the next run, so each row's aggregate is complete as early as possible.
+    """Run each (run, seed) whose marker (report.json) is missing (all of them with force=True), all
+    seeds of a run before the next run, so each row's aggregate is complete as early as possible."""
+    return run_pairs([(run, seed) for run in runs for seed in seeds], runs_dir, force=force, progress=progress)
+
+
+def run_pairs(todo: Sequence[tuple[Run, int]], runs_dir: str | Path, *, force: bool = False,
+              progress: Callable[[str], None] = print,
+              blocked: Callable[[Run, int], str | None] | None = None) -> list[str]:
+    """Run each (run, seed) of `todo` whose marker file is missing (all with force=True), in order.
 
     Each seed runs in its own process from an empty cache (experiments.seeds.run_one), its output
-    in KEY/seedS/stdout.log and its whole wall time in process_seconds.txt. A failed seed does not
-    stop the others (it is a missing seed in the tables); the failed commands are returned.
+    in KEY/seedS/stdout.log and its whole wall time in process_seconds.txt. `blocked(run, seed)`
+    may name why a seed cannot start (e.g. its input is missing). A failed or blocked seed does not
+    stop the others (it is a missing seed in the tables); one line per such seed is returned.
     """
-    todo = [(run, seed) for run in runs for seed in seeds]
     failed = []
     for i, (run, seed) in enumerate(todo, 1):
         out = seed_dir(runs_dir, run.key, seed)
-        report = out / "report.json"
+        marker = out / run.marker
         tag = f"[{i}/{len(todo)}] {run.key} seed {seed}"
-        if report.is_file() and not force:
-            progress(f"{tag}: done already ({report})")
+        if marker.is_file() and not force:
+            progress(f"{tag}: done already ({marker})")
             continue
-        # A forced re-run that fails must not leave the old report to pass for the new one.
-        report.unlink(missing_ok=True)
+        if blocked is not None and (why := blocked(run, seed)):
+            failed.append(f"{run.key} seed {seed}: not started, {why}")
+            progress(f"{tag}: skipped ({failed[-1]})")
+            continue
+        # A forced re-run that fails must not leave the old marker to pass for the new one.
+        marker.unlink(missing_ok=True)
         progress(tag)
-        wall = run_one([sys.executable, "-m", "rlvlm.cli", *run.seed_argv(runs_dir, seed)[1:]], out, progress)
-        (out / "process_seconds.txt").write_text(f"{wall:.1f}\n")
-        if report.is_file():
+        wall = run_one(process_argv(run.seed_argv(runs_dir, seed)), out, progress)
+        save_process_seconds(out, wall)
+        if marker.is_file():
             progress(f"{tag}: {wall:.0f}s")
         else:
             failed.append(f"{CACHE_PREFIX} {run.seed_command(runs_dir, seed)}")
@@ -180,11 +200,7 @@ def read_seed(run: Run, runs_dir: str | Path, seed: int) -> dict:
     if not path.is_file():
         return {}
     report = json.loads(path.read_text())
-    figs = read_figures(report) if run.kind == "train" else {"final": report["success_rate"]}
-    ps = d / "process_seconds.txt"
-    if ps.is_file():
-        figs["process_seconds"] = float(ps.read_text())
-    return figs
+    return with_process_seconds(read_figures(report) if run.kind == "train" else {"final": report["success_rate"]}, d)
 
 
 def summarise_run(run: Run, per_seed: Mapping[int, Mapping]) -> dict:
@@ -209,22 +225,22 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def _has(agg: Mapping | None) -> bool:
+def has_seeds(agg: Mapping | None) -> bool:
     return bool(agg and agg.get("n"))
 
 
 def _mean_worst(agg: Mapping | None) -> str:
     """`mean (worst min)` in percent, the main table's cell."""
-    return f"{100 * agg['mean']:.1f} ({100 * agg['min']:.1f})" if _has(agg) else "–"
+    return f"{100 * agg['mean']:.1f} ({100 * agg['min']:.1f})" if has_seeds(agg) else "–"
 
 
 def _pct_fmt(agg: Mapping | None) -> str:
     """`mean ± std (worst min)` in percent."""
-    return fmt({**agg, **{k: 100 * agg[k] for k in ("mean", "std", "min", "max")}}, 1) if _has(agg) else "–"
+    return fmt({**agg, **{k: 100 * agg[k] for k in ("mean", "std", "min", "max")}}, 1) if has_seeds(agg) else "–"
 
 
 def _flag(res: Mapping) -> str:
-    return ("yes" if res["spread_exceeds_gain"] else "no") if _has(res.get("final")) else "–"
+    return ("yes" if res["spread_exceeds_gain"] else "no") if has_seeds(res.get("final")) else "–"
 
 
 def main_table(results: Mapping[str, dict]) -> str:
@@ -255,10 +271,10 @@ def _seed_cell(figs: Mapping) -> str:
     return f"{figs['sft']:.3f} → **{figs['final']:.3f}**" if "sft" in figs else f"**{figs['final']:.3f}**"
 
 
-def _wall_cell(res: Mapping) -> str:
+def wall_cell(res: Mapping) -> str:
     """Range over seeds of the whole process's minutes (the report's wall time where the harness did not run it)."""
-    wall = res["process_seconds"] if _has(res["process_seconds"]) else res["wall_seconds"]
-    return f"{wall['min'] / 60:.1f}–{wall['max'] / 60:.1f} min" if _has(wall) else "–"
+    wall = res["process_seconds"] if has_seeds(res["process_seconds"]) else res["wall_seconds"]
+    return f"{wall['min'] / 60:.1f}–{wall['max'] / 60:.1f} min" if has_seeds(wall) else "–"
 
 
 def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS, seeds: Sequence[int] = SEEDS) -> str:
@@ -272,7 +288,7 @@ def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS,
         res = results[run.key]
         cells = [_seed_cell(res["per_seed"].get(s, {})) for s in seeds]
         train = run.kind == "train"
-        cells += [fmt(res["final"]), fmt(res["gain"]) if train else "", _wall_cell(res), _flag(res) if train else ""]
+        cells += [fmt(res["final"]), fmt(res["gain"]) if train else "", wall_cell(res), _flag(res) if train else ""]
         lines.append(f"| {run.key} | `{CACHE_PREFIX} {run.seed_command(runs_dir)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -338,9 +354,9 @@ def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list
         mean = [sum(ys[j] for _, ys in curves) / len(curves) for j in range(len(xs))]
         ax.plot(xs, mean, lw=2.0, color=color, label=f"{label}, mean of {len(curves)} seeds (rollout, T=1)")
         res = results.get(key, {})
-        if _has(res.get("sft")):
+        if has_seeds(res.get("sft")):
             ax.plot([0], [res["sft"]["mean"]], marker="o", mfc="none", color=color, ms=7)
-        if _has(res.get("final")):
+        if has_seeds(res.get("final")):
             ax.plot([xs[-1]], [res["final"]["mean"]], marker="o", color=color, ms=7)
         drawn += 1
     if not drawn:

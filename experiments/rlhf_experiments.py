@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -39,10 +38,10 @@ from typing import Callable, Mapping, Sequence
 from rlvlm.train.run_dir import read_metrics
 
 from experiments import rlhf_tables as tables
-from experiments.gym_cards import (CACHE_PREFIX, SEEDS, Run, harness_parser, print_seed_commands, replace_blocks,
-                                   seed_dir, select_runs)
+from experiments.gym_cards import (CACHE_PREFIX, SEEDS, Run, harness_parser, print_seed_commands, process_argv,
+                                   replace_blocks, run_pairs, seed_dir, select_runs)
 from experiments.rlhf_tables import AXES, RM_KINDS, axes, onpolicy_key, plot_curves
-from experiments.seeds import aggregate, run_one
+from experiments.seeds import aggregate, with_process_seconds
 
 RUNS_DIR = "runs/rlhf"
 PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (150 updates, 1,000 test questions)
@@ -183,50 +182,21 @@ def plan(selected: Sequence[Run], all_runs: Sequence[Step], seeds: Sequence[int]
     return [(r, s) for r in all_runs for s in seeds if r.key in per_seed[s]]
 
 
-def process_argv(argv: Sequence[str]) -> list[str]:
-    """The command as this interpreter runs it (`rlvlm ...` -> python -m rlvlm.cli ..., `python ...` -> python ...)."""
-    return [sys.executable, *(["-m", "rlvlm.cli"] if argv[0] == "rlvlm" else []), *argv[1:]]
-
-
 def run_seeds(todo: Sequence[tuple[Step, int]], runs_dir: str | Path, *, force: bool = False,
               progress: Callable[[str], None] = print) -> list[str]:
-    """Run each (run, seed) of `todo` whose marker is missing (all with force=True), each in its own
-    process from an empty cache, with its log in stdout.log and its whole wall time in process_seconds.txt.
-
-    A seed that fails, or whose input on that seed does not exist (an upstream seed failed), is a
-    missing seed in the tables; the rest go on. Returns one line per such seed.
+    """gym_cards.run_pairs over `todo` (each seed from an empty cache, its wall time in
+    process_seconds.txt), where a seed whose input on that seed does not exist (an upstream seed
+    failed) is not started. Failed and unstarted seeds are missing seeds in the tables; the rest go
+    on. Returns one line per such seed.
     """
     by_key = {r.key: r for r, _ in todo}
-    failed = []
-    for i, (run, seed) in enumerate(todo, 1):
-        tag, marker = f"[{i}/{len(todo)}] {run.key} seed {seed}", report_path(run, runs_dir, seed)
-        if marker.is_file() and not force:
-            progress(f"{tag}: done already ({marker})")
-            continue
+
+    def blocked(run: Run, seed: int) -> str | None:
         absent = [n for n in NEEDS.get(run.key, ())
                   if n in by_key and not report_path(by_key[n], runs_dir, seed).is_file()]
-        if absent:
-            failed.append(f"{run.key} seed {seed}: not started, its input {', '.join(absent)} seed {seed} is missing")
-            progress(f"{tag}: skipped ({failed[-1]})")
-            continue
-        progress(tag)
-        wall = run_seed(run, seed, runs_dir, progress)
-        if marker.is_file():
-            progress(f"{tag}: {wall:.0f}s")
-        else:
-            failed.append(f"{CACHE_PREFIX} {run.seed_command(runs_dir, seed)}")
-    return failed
+        return f"its input {', '.join(absent)} seed {seed} is missing" if absent else None
 
-
-def run_seed(run: Step, seed: int, runs_dir: str | Path, progress: Callable[[str], None] = print) -> float:
-    """Run one seed of `run` afresh (experiments.seeds.run_one) and keep its whole wall time in
-    process_seconds.txt; returns that time. Its old marker goes first, so a forced re-run that fails
-    cannot leave the old output to pass for the new one."""
-    out = seed_dir(runs_dir, run.key, seed)
-    (out / run.marker).unlink(missing_ok=True)
-    wall = run_one(process_argv(run.seed_argv(runs_dir, seed)), out, progress)
-    (out / "process_seconds.txt").write_text(f"{wall:.1f}\n")
-    return wall
+    return run_pairs(todo, runs_dir, force=force, progress=progress, blocked=blocked)
 
 
 # --------------------------------------------------------------- collecting
@@ -276,9 +246,7 @@ def collect(runs_dir: str | Path, seeds: Sequence[int] = SEEDS) -> dict[str, dic
                 per_seed[seed] = {}
                 continue
             reports[seed] = report = json.loads(path.read_text())
-            per_seed[seed] = figs = figures(run, report)
-            if (ps := path.parent / "process_seconds.txt").is_file():
-                figs["process_seconds"] = float(ps.read_text())
+            per_seed[seed] = with_process_seconds(figures(run, report), path.parent)
             if run.kind == "train" and (m := path.parent / "metrics.jsonl").is_file():
                 metrics[seed] = read_metrics(m)
         names = sorted({name for figs in per_seed.values() for name in figs})

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
-from experiments.gym_cards import _has, _wall_cell
+from experiments.gym_cards import has_seeds, wall_cell
 from experiments.seeds import aggregate, fmt, spread_exceeds_gain
 
 AXES = (("reward-model score", "reward_model"), ("training heuristic", "heuristic_train"),
@@ -71,7 +71,7 @@ def fig(res: Mapping | None, name: str) -> Mapping:
 
 def cell(agg: Mapping, better: Better, digits: int = 3) -> str:
     """One figure over seeds as a table cell (see `Better`); "–" when no seed has it."""
-    if not _has(agg):
+    if not has_seeds(agg):
         return "–"
     if better == "higher":
         return fmt(agg, digits)
@@ -96,7 +96,7 @@ def arrow(res: Mapping | None, before: str, after: str, digits: int = 3) -> str:
 def spread_flag(res: Mapping | None, before: str, after: str) -> str:
     """"yes" when the after figure's spread over seeds is larger than its mean gain over before."""
     b, a = fig(res, before), fig(res, after)
-    return "–" if not (_has(a) and _has(b)) else ("yes" if spread_exceeds_gain(b, a) else "no")
+    return "–" if not (has_seeds(a) and has_seeds(b)) else ("yes" if spread_exceeds_gain(b, a) else "no")
 
 
 def n_seeds(res: Mapping | None, seeds: Sequence[int]) -> str:
@@ -121,7 +121,7 @@ def prefs_table(results: Mapping[str, dict], commands: Mapping[str, str], seeds:
 def rm_target(res: Mapping) -> str:
     """Met when the mean held-out pair accuracy reaches RM_TARGET; says how many seeds reach it alone."""
     agg = fig(res, "held_out_accuracy")
-    if not _has(agg):
+    if not has_seeds(agg):
         return "–"
     hits = sum(r.get("held_out_accuracy", -1.0) >= RM_TARGET for r in res["reports"].values())
     return f"{'met' if agg['mean'] >= RM_TARGET else 'missed'} ({hits}/{agg['n']} seeds)"
@@ -165,7 +165,7 @@ def start(results: Mapping[str, dict]) -> tuple[Mapping | None, str]:
     """The SFT policy's evaluation, as (run, figure prefix): PPO's SFT evaluation (the largest), else DPO's
     `before`, else the warm-start run's own. One source for every seed, so seeds are not mixed across runs."""
     for key, prefix in (("ppo", "before"), ("dpo", "before"), ("rlhf-sft", "after")):
-        if _has(fig(results.get(key), f"{prefix}.accuracy")):
+        if has_seeds(fig(results.get(key), f"{prefix}.accuracy")):
             return results[key], prefix
     return None, ""
 
@@ -184,7 +184,7 @@ def rl_table(results: Mapping[str, dict], commands: Mapping[str, str], seeds: Se
         lines.append(f"| SFT warm-start | 0/{len(seeds)} | {not_run(commands, 'rlhf-sft')} |" + " |" * (len(AXES) + 1))
     for label, key in RL_ROWS:
         r = results.get(key)
-        if not _has(fig(r, "after.accuracy")):
+        if not has_seeds(fig(r, "after.accuracy")):
             lines.append(f"| {label} | {n_seeds(r, seeds)} | {not_run(commands, key)} |" + " |" * (len(AXES) + 1))
             continue
         flagged = [name for name, a in AXES if spread_flag(r, f"before.{a}", f"after.{a}") == "yes"]
@@ -194,7 +194,7 @@ def rl_table(results: Mapping[str, dict], commands: Mapping[str, str], seeds: Se
     notes = [f"{key}: {arrow(results[key], 'held_out_accuracy_before', 'held_out_accuracy')} on "
              f"{cell(fig(results[key], 'pairs.held_out'), 'count')} pairs, spread > gain: "
              f"{spread_flag(results[key], 'held_out_accuracy_before', 'held_out_accuracy')}"
-             for key in ("dpo", "dpo-gentle") if _has(fig(results.get(key), "held_out_accuracy"))]
+             for key in ("dpo", "dpo-gentle") if has_seeds(fig(results.get(key), "held_out_accuracy"))]
     if notes:
         lines += ["", "DPO held-out pair accuracy (implicit reward): " + "; ".join(notes) + "."]
     return "\n".join(lines)
@@ -207,7 +207,7 @@ def commands_table(results: Mapping[str, dict], commands: Mapping[str, str], see
     lines = ["| run | command | seeds | wall per run |", "|---|---|---|---|"]
     for key, command in commands.items():
         res = results.get(key)
-        wall = _wall_cell({name: fig(res, name) for name in ("process_seconds", "wall_seconds")})
+        wall = wall_cell({name: fig(res, name) for name in ("process_seconds", "wall_seconds")})
         lines.append(f"| {key} | `{cache_prefix} {command}` | {n_seeds(res, seeds)} | {wall} |")
     return "\n".join(lines)
 

@@ -109,6 +109,21 @@ def run_one(argv: list[str], out_dir: Path, log: Callable[[str], None] = print) 
     return wall
 
 
+PROCESS_SECONDS = "process_seconds.txt"  # a run's whole process wall time (model build from the empty cache included)
+
+
+def save_process_seconds(run_dir: Path, wall: float) -> None:
+    (run_dir / PROCESS_SECONDS).write_text(f"{wall:.1f}\n")
+
+
+def with_process_seconds(figs: dict, run_dir: Path) -> dict:
+    """`figs` plus "process_seconds" where the run directory recorded it."""
+    ps = run_dir / PROCESS_SECONDS
+    if ps.is_file():
+        figs["process_seconds"] = float(ps.read_text())
+    return figs
+
+
 def git_commit() -> str | None:
     """The checkout's commit (with `+dirty` when tracked files differ), so a summary names the code it measured."""
     root = Path(__file__).resolve().parent.parent
@@ -134,16 +149,11 @@ def run_seeds(preset: str, seeds: Sequence[int], out: Path, overrides: Sequence[
         d = out / f"seed{seed}"
         report = d / "report.json"
         if force or not report.is_file():
-            wall = run_one(train_argv(preset, seed, d, overrides), d, log)
-            (d / "process_seconds.txt").write_text(f"{wall:.1f}\n")
+            save_process_seconds(d, run_one(train_argv(preset, seed, d, overrides), d, log))
         if not report.is_file():
             per_seed[seed] = {}
             continue
-        figs = read_figures(json.loads(report.read_text()))
-        ps = d / "process_seconds.txt"
-        if ps.is_file():
-            figs["process_seconds"] = float(ps.read_text())
-        per_seed[seed] = figs
+        per_seed[seed] = figs = with_process_seconds(read_figures(json.loads(report.read_text())), d)
         log(f"  seed {seed}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in figs.items()))
     summary = {"preset": preset, "overrides": list(overrides), "seeds": list(seeds), "commit": git_commit(),

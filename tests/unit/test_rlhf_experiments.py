@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from experiments import gym_cards as gc
 from experiments import rlhf_experiments as rh
 from experiments import rlhf_tables as rt
 from experiments.seeds import aggregate
@@ -178,7 +179,7 @@ def test_run_seeds_skips_done_seeds_and_a_failed_seeds_downstream(tmp_path, monk
             _marker(tmp_path, out_dir.parent.name, int(out_dir.name[4:]))
         return 42.0
 
-    monkeypatch.setattr(rh, "run_one", fake_run_one)
+    monkeypatch.setattr(gc, "run_one", fake_run_one)  # the shared loop, gym_cards.run_pairs
     todo = [(by_key[k], s) for k in ("rlhf-sft", "prefs", "rm", "ppo") for s in rh.SEEDS]
     failed = rh.run_seeds(todo, tmp_path, progress=lambda _: None)
     assert [(k, s) for k, s, _ in calls] == [
@@ -393,7 +394,7 @@ def test_write_results_replaces_only_rlhf_blocks_and_draws(results, tmp_path):
 
 
 def test_dry_run_prints_and_runs_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(rh, "run_one", lambda *a, **k: pytest.fail("--dry-run ran something"))
+    monkeypatch.setattr(gc, "run_one", lambda *a, **k: pytest.fail("--dry-run ran something"))
     assert rh.main(["--dry-run", "--runs-dir", str(tmp_path), "--only", "prefs", "ppo", "--seeds", "0", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[:3] for line in out] == [["prefs", "seed", "0"], ["prefs", "seed", "2"],
