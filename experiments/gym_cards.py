@@ -43,6 +43,7 @@ from typing import Callable, Mapping, Sequence
 
 from rlvlm.train.run_dir import _ema, read_metrics
 
+from experiments.records import RECORDS_DIR, config_changed, measured, record_runs, records_or_runs, save_provenance
 from experiments.seeds import (aggregate, fmt, read_figures, run_one, save_process_seconds, summarise,
                                with_process_seconds)
 
@@ -168,14 +169,17 @@ def run_pairs(todo: Sequence[tuple[Run, int]], runs_dir: str | Path, *, force: b
         marker = out / run.marker
         tag = f"[{i}/{len(todo)}] {run.key} seed {seed}"
         if marker.is_file() and not force:
-            progress(f"{tag}: done already ({marker})")
-            continue
+            if not config_changed(out / "config.yaml", run.seed_argv(runs_dir, seed), runs_dir):
+                progress(f"{tag}: done already ({marker})")
+                continue
+            progress(f"{tag}: its config.yaml is not what the command resolves to now (a preset changed?): re-running")
         if blocked is not None and (why := blocked(run, seed)):
             failed.append(f"{run.key} seed {seed}: not started, {why}")
             progress(f"{tag}: skipped ({failed[-1]})")
             continue
         # A forced re-run that fails must not leave the old marker to pass for the new one.
         marker.unlink(missing_ok=True)
+        save_provenance(out)
         progress(tag)
         wall = run_one(process_argv(run.seed_argv(runs_dir, seed)), out, progress)
         save_process_seconds(out, wall)
@@ -277,18 +281,24 @@ def wall_cell(res: Mapping) -> str:
     return f"{wall['min'] / 60:.1f}–{wall['max'] / 60:.1f} min" if has_seeds(wall) else "–"
 
 
-def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS, seeds: Sequence[int] = SEEDS) -> str:
+def commands_table(results: Mapping[str, dict], runs_dir: str | Path, runs=RUNS, seeds: Sequence[int] = SEEDS,
+                   measured_on: Mapping[str, str] | None = None) -> str:
     """Every run: its command (per seed), each seed's SFT → final success (fractions, as the
     seed tables above it), final and gain over SFT as mean ± std (worst), wall time, and
-    whether the spread over seeds is larger than the gain."""
+    whether the spread over seeds is larger than the gain; with `measured_on` (run key ->
+    "commit, CPU" of its seeds, experiments.records.measured) a last column says what measured it."""
+    extra = measured_on is not None
     lines = ["| run | command | " + " | ".join(f"seed {s}" for s in seeds)
-             + " | final: mean ± std (worst) | gain over SFT | wall per run | spread > gain |",
-             "|---" * (len(seeds) + 6) + "|"]
+             + " | final: mean ± std (worst) | gain over SFT | wall per run | spread > gain |"
+             + (" measured at (commit, CPU) |" if extra else ""),
+             "|---" * (len(seeds) + 6 + extra) + "|"]
     for run in runs:
         res = results[run.key]
         cells = [_seed_cell(res["per_seed"].get(s, {})) for s in seeds]
         train = run.kind == "train"
         cells += [fmt(res["final"]), fmt(res["gain"]) if train else "", wall_cell(res), _flag(res) if train else ""]
+        if extra:
+            cells.append(measured_on.get(run.key) or "–")
         lines.append(f"| {run.key} | `{CACHE_PREFIX} {run.seed_command(runs_dir)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -387,21 +397,30 @@ def replace_blocks(text: str, blocks: Mapping[str, str], tag: str = "gym-cards")
     return text
 
 
-def render_blocks(results: Mapping[str, dict], runs_dir: str | Path) -> dict[str, str]:
+def render_blocks(results: Mapping[str, dict], runs_dir: str | Path,
+                  measured_on: Mapping[str, str] | None = None) -> dict[str, str]:
     return {
         "main": main_table(results),
-        "commands": commands_table(results, runs_dir),
+        "commands": commands_table(results, runs_dir, measured_on=measured_on),
         "cot": ablation_table(results, COT_KEYS),
         "lambda": ablation_table(results, LAMBDA_KEYS),
     }
 
 
-def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) -> dict[str, dict]:
-    results = collect(runs_dir)
+def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
+                  records_dir: str | Path | None = None) -> dict[str, dict]:
+    """Rewrite the doc's blocks and the PNGs. With `records_dir`, first record every finished seed of
+    `runs_dir` there (experiments.records) and build everything from the records, so rows measured
+    earlier (on another checkout) stay; without it, straight from `runs_dir`."""
+    if records_dir is not None:
+        record_runs(RUNS, SEEDS, runs_dir, records_dir, seed_dir)
+    data = records_or_runs(records_dir, runs_dir)
+    results = collect(data)
     doc = Path(doc)
-    doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir)))
+    on = measured(RUNS, SEEDS, data, seed_dir) if records_dir is not None else None
+    doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir, on)))
     for name, (title, series) in CURVE_SETS.items():
-        plot_set(runs_dir, Path(fig_dir) / f"{name}.png", title, series, results)
+        plot_set(data, Path(fig_dir) / f"{name}.png", title, series, results)
     return results
 
 
@@ -415,6 +434,8 @@ def harness_parser(prog: str, description: str, runs_dir: str, blocks: str) -> a
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     p.add_argument("--table-only", action="store_true", help="do not run anything; rebuild tables and plots")
     p.add_argument("--force", action="store_true", help="re-run even when a report exists")
+    p.add_argument("--records", default=str(RECORDS_DIR / blocks),
+                   help="where every finished seed is recorded and the tables are read from (default %(default)s)")
     return p
 
 
@@ -446,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         print_seed_commands(runs, seeds, args.runs_dir)
         return 0
     failed = [] if args.table_only else run_seeds(runs, seeds, args.runs_dir, force=args.force)
-    results = write_results(args.runs_dir, args.doc, args.figures)
+    results = write_results(args.runs_dir, args.doc, args.figures, args.records)
     complete = sum(res["final"]["n"] == len(SEEDS) for res in results.values())
     print(f"{complete}/{len(RUNS)} runs have all {len(SEEDS)} seeds; wrote {args.doc} and {args.figures}/*.png")
     for command in failed:

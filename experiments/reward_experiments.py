@@ -40,6 +40,7 @@ from rlvlm.train.run_dir import read_metrics
 from experiments import gym_cards as gc
 from experiments import reward_tables as rt
 from experiments.gym_cards import SEEDS, Run, seed_dir
+from experiments.records import measured, record_runs, records_or_runs
 
 RUNS_DIR = "runs/rewards"
 ALPHAS = (0.01, 0.02, 0.03)  # token prices of the sweep; 0.02 is the preset's
@@ -145,7 +146,7 @@ def collect(runs_dir: str | Path, seeds: Sequence[int] = SEEDS) -> dict[str, dic
 
 
 def render_blocks(results: rt.Results, summaries: Mapping[str, dict], runs_dir: str | Path,
-                  seeds: Sequence[int] = SEEDS) -> dict[str, str]:
+                  seeds: Sequence[int] = SEEDS, measured_on: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every `rewards:` block; `summaries` are experiments.gym_cards.collect's, for the commands table
     (each seed's success before -> after RL, mean ± std (worst), wall time, spread > gain)."""
     return {
@@ -153,7 +154,7 @@ def render_blocks(results: rt.Results, summaries: Mapping[str, dict], runs_dir: 
         "help-modes": rt.help_modes_table(results, [k for k, *_ in HELP_ROWS], seeds),
         "far": rt.far_table(results, FAR_ROWS, seeds, FAR_BASELINE),
         "stability": rt.stability_table(results, STABILITY_ROWS, seeds),
-        "commands": gc.commands_table(summaries, runs_dir, runs(runs_dir), seeds),
+        "commands": gc.commands_table(summaries, runs_dir, runs(runs_dir), seeds, measured_on),
     }
 
 
@@ -261,11 +262,19 @@ def plot_stability(results: rt.Results, out_png: Path) -> Path | None:
     return _save(fig, out_png)
 
 
-def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) -> rt.Results:
-    results = collect(runs_dir)
-    summaries = gc.collect(runs_dir, runs(runs_dir), SEEDS)
+def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
+                  records_dir: str | Path | None = None) -> rt.Results:
+    """Rewrite the doc's rewards blocks and the PNGs; with `records_dir`, from the records of every
+    finished seed (experiments.records, recorded first from `runs_dir`), else straight from `runs_dir`."""
+    if records_dir is not None:
+        record_runs(runs(runs_dir), SEEDS, runs_dir, records_dir, seed_dir)
+    data = records_or_runs(records_dir, runs_dir)
+    results = collect(data)
+    summaries = gc.collect(data, runs(data), SEEDS)
+    on = measured(runs(data), SEEDS, data, seed_dir) if records_dir is not None else None
     doc = Path(doc)
-    doc.write_text(gc.replace_blocks(doc.read_text(), render_blocks(results, summaries, runs_dir), tag="rewards"))
+    doc.write_text(gc.replace_blocks(doc.read_text(), render_blocks(results, summaries, runs_dir, measured_on=on),
+                                     tag="rewards"))
     fig_dir = Path(fig_dir)
     plot_help(results, fig_dir / "help_seeking.png")
     plot_pareto(results, fig_dir / "fast_and_right_pareto.png")
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         # A start's seeds that have a report are kept even with --force: --force is for the runs named.
         failed = gc.run_seeds(starts, seeds, args.runs_dir) + gc.run_seeds(ordered, seeds, args.runs_dir,
                                                                            force=args.force)
-    results = write_results(args.runs_dir, args.doc, args.figures)
+    results = write_results(args.runs_dir, args.doc, args.figures, args.records)
     complete = sum(len(reps) == len(SEEDS) for reps in results.values())
     print(f"{complete}/{len(all_runs)} runs have all {len(SEEDS)} seeds; wrote {args.doc} and {args.figures}/*.png")
     for command in failed:

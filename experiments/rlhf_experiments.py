@@ -40,6 +40,7 @@ from rlvlm.train.run_dir import read_metrics
 from experiments import rlhf_tables as tables
 from experiments.gym_cards import (CACHE_PREFIX, SEEDS, Run, harness_parser, print_seed_commands, process_argv,
                                    replace_blocks, run_pairs, seed_dir, select_runs)
+from experiments.records import measured, record_runs, records_or_runs
 from experiments.rlhf_tables import AXES, RM_KINDS, axes, onpolicy_key, plot_curves
 from experiments.seeds import aggregate, with_process_seconds
 
@@ -260,14 +261,22 @@ def templates(runs_dir: str | Path) -> dict[str, str]:
     return {r.key: r.seed_command(runs_dir) for r in runs(runs_dir)}
 
 
-def render_blocks(results: Mapping[str, dict], runs_dir: str | Path, seeds: Sequence[int] = SEEDS) -> dict[str, str]:
-    return tables.render_blocks(results, templates(runs_dir), seeds, CACHE_PREFIX)
+def render_blocks(results: Mapping[str, dict], runs_dir: str | Path, seeds: Sequence[int] = SEEDS,
+                  measured_on: Mapping[str, str] | None = None) -> dict[str, str]:
+    return tables.render_blocks(results, templates(runs_dir), seeds, CACHE_PREFIX, measured_on)
 
 
-def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path) -> dict[str, dict]:
-    results = collect(runs_dir)
+def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
+                  records_dir: str | Path | None = None) -> dict[str, dict]:
+    """Rewrite the doc's rlhf blocks and the PNG; with `records_dir`, from the records of every finished
+    seed (experiments.records, recorded first from `runs_dir`), else straight from `runs_dir`."""
+    if records_dir is not None:
+        record_runs(runs(runs_dir), SEEDS, runs_dir, records_dir, seed_dir)
+    data = records_or_runs(records_dir, runs_dir)
+    results = collect(data)
+    on = measured(runs(data), SEEDS, data, seed_dir) if records_dir is not None else None
     doc = Path(doc)
-    doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir), tag="rlhf"))
+    doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir, measured_on=on), tag="rlhf"))
     plot_curves(results, Path(fig_dir) / "rlhf_curves.png")
     return results
 
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     todo = [] if args.table_only else plan(selected, all_runs, seeds, args.runs_dir)
     failed = run_seeds(todo, args.runs_dir, force=args.force)
-    results = write_results(args.runs_dir, args.doc, args.figures)
+    results = write_results(args.runs_dir, args.doc, args.figures, args.records)
     complete = sum(len(res["reports"]) == len(SEEDS) for res in results.values())
     print(f"{complete}/{len(all_runs)} runs have all {len(SEEDS)} seeds; wrote {args.doc} and "
           f"{args.figures}/rlhf_curves.png")

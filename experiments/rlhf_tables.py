@@ -201,23 +201,27 @@ def rl_table(results: Mapping[str, dict], commands: Mapping[str, str], seeds: Se
 
 
 def commands_table(results: Mapping[str, dict], commands: Mapping[str, str], seeds: Sequence[int],
-                   cache_prefix: str) -> str:
-    """Every run's command (seed S reads seed S's upstream outputs), how many seeds have run, and the
-    range over seeds of its whole process's wall time (the report's where the harness did not run it)."""
-    lines = ["| run | command | seeds | wall per run |", "|---|---|---|---|"]
+                   cache_prefix: str, measured_on: Mapping[str, str] | None = None) -> str:
+    """Every run's command (seed S reads seed S's upstream outputs), how many seeds have run, the
+    range over seeds of its whole process's wall time (the report's where the harness did not run it)
+    and, with `measured_on` (run key -> "commit, CPU"), what measured it."""
+    extra = measured_on is not None
+    lines = ["| run | command | seeds | wall per run |" + (" measured at (commit, CPU) |" if extra else ""),
+             "|---" * (4 + extra) + "|"]
     for key, command in commands.items():
         res = results.get(key)
         wall = wall_cell({name: fig(res, name) for name in ("process_seconds", "wall_seconds")})
-        lines.append(f"| {key} | `{cache_prefix} {command}` | {n_seeds(res, seeds)} | {wall} |")
+        tail = f" {measured_on.get(key) or '–'} |" if extra else ""
+        lines.append(f"| {key} | `{cache_prefix} {command}` | {n_seeds(res, seeds)} | {wall} |{tail}")
     return "\n".join(lines)
 
 
 def render_blocks(results: Mapping[str, dict], commands: Mapping[str, str], seeds: Sequence[int],
-                  cache_prefix: str) -> dict[str, str]:
+                  cache_prefix: str, measured_on: Mapping[str, str] | None = None) -> dict[str, str]:
     """The bodies of the `<!-- rlhf:NAME -->` blocks of docs/results.md."""
     return {"prefs": prefs_table(results, commands, seeds), "reward-models": rm_table(results, commands, seeds),
             "rm-onpolicy": onpolicy_table(results, commands, seeds), "rl": rl_table(results, commands, seeds),
-            "commands": commands_table(results, commands, seeds, cache_prefix)}
+            "commands": commands_table(results, commands, seeds, cache_prefix, measured_on)}
 
 
 # -------------------------------------------------------------------- plots

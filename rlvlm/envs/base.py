@@ -160,6 +160,14 @@ class TextImageEnv(gym.Env):
         """What the oracle writes in this state: full CoT JSON (or action only)."""
         raise NotImplementedError
 
+    def demo_reply(self, info: dict, action: str) -> str:
+        """The oracle's reply had it decided on `action`: its reading of the state, then that decision.
+
+        Demonstrations with random decisions (sft.random_action_rate) teach the reply format and
+        the reading of the image but not which action is right. Only envs whose oracle thoughts
+        separate reading from deciding define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no demo_reply for a chosen action")
+
     def random_reply(self, info: dict, rng: np.random.Generator) -> str:
         """A uniformly random legal action, written in the prompt's format."""
         action = str(rng.choice(self.legal_actions))

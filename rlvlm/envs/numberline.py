@@ -79,7 +79,8 @@ class NumberLineEnv(TextImageEnv):
         return f"Target: {self.target}. Current: {self.current}."
 
     def oracle_reply(self, info: dict) -> str:
-        target, current = info["target"], info["current"]
-        move = "+" if target > current else "-"
-        thoughts = f"target {target}, current {current}, move {move}"
-        return self.reply({"thoughts": thoughts, "action": move})
+        return self.demo_reply(info, "+" if info["target"] > info["current"] else "-")
+
+    def demo_reply(self, info: dict, action: str) -> str:
+        thoughts = f"target {info['target']}, current {info['current']}, move {action}"
+        return self.reply({"thoughts": thoughts, "action": action})

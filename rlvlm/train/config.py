@@ -109,6 +109,9 @@ class SFTConfig:
                           "missing_info: {p: 0} to imitate clean images only)")
     ask_rate: float = F(0.0, "under env.kwargs.ask_for_help: fraction of demonstration steps that ask for help, "
                         "drawn at random whatever the image shows (teaches the ask reply, not when to use it)")
+    random_action_rate: float = F(0.0, "fraction of demonstration steps that take a uniformly random legal action, "
+                                  "the reply reading the state as the oracle does (1.0 teaches the format and the "
+                                  "reading, not the decision; envs with demo_reply, e.g. NumberLine)")
 
 
 @dataclass
@@ -246,6 +249,8 @@ class TrainConfig:
             from rlvlm.rewards import CompositeReward
 
             CompositeReward(self.reward.weights, self.reward.options)
+        if not 0.0 <= self.sft.random_action_rate <= 1.0:
+            raise ConfigError(f"sft.random_action_rate={self.sft.random_action_rate} must be a fraction in [0, 1]")
         if not 0.0 <= self.sft.ask_rate <= 1.0:
             raise ConfigError(f"sft.ask_rate={self.sft.ask_rate} must be a fraction in [0, 1]")
         if self.sft.ask_rate > 0 and not self.env.kwargs.get("ask_for_help"):

@@ -233,7 +233,8 @@ def _train(cfg: TrainConfig, progress) -> dict:
 
                 make_demo_env = make_env_factory(cfg, cfg.sft.env_kwargs) if cfg.sft.env_kwargs else make_env
                 demos = collect_demonstrations(make_demo_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed,
-                                               ask_rate=cfg.sft.ask_rate)
+                                               ask_rate=cfg.sft.ask_rate,
+                                               random_action_rate=cfg.sft.random_action_rate)
                 sft_metrics = sft_train(policy, demos, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                                         batch_size=cfg.sft.batch_size, seed=cfg.seed,
                                         progress=lambda s: progress(f"[sft] {s}"))

@@ -14,18 +14,27 @@ from typing import Callable
 
 import torch
 
+from rlvlm.envs.base import TextImageEnv
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import Policy
 
 
 def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: int,
-                           ask_rate: float = 0.0) -> list[tuple[dict, str]]:
+                           ask_rate: float = 0.0, random_action_rate: float = 0.0) -> list[tuple[dict, str]]:
     """(observation, oracle reply) pairs from `episodes` oracle-played episodes, seeds seed, seed+1, ...
 
     The oracle never asks for help (the guessing baseline of the help
     experiments). With `ask_rate` > 0 (envs under AskForHelp), that fraction
     of steps asks instead, drawn at random whatever the image shows: the model
     learns the ask reply exists, and RL has to learn when it pays.
+
+    With `random_action_rate` > 0, that fraction of steps takes a uniformly
+    random legal action, written as the oracle would have written it had it
+    chosen that action (`env.demo_reply`: the same reading of the image, that
+    decision). At 1.0 the demonstrations teach the reply format and the
+    reading, and carry no information about which action is right, so the
+    warm-start's greedy success does not depend on how much of the decision
+    SFT happened to pick up: RL has to learn it.
     """
     from rlvlm.envs.policies import oracle
 
@@ -33,6 +42,11 @@ def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: 
     pi = oracle(env, ask=False)
     if ask_rate > 0 and pi.helper is None:
         raise ConfigError(f"sft.ask_rate={ask_rate} needs an env with the ask action; fix: set env.kwargs.ask_for_help")
+    base, legal = pi.base, tuple(pi.base.legal_actions or ())
+    if random_action_rate > 0:
+        if not legal or type(base).demo_reply is TextImageEnv.demo_reply:
+            raise ConfigError(f"sft.random_action_rate={random_action_rate}: {type(base).__name__} cannot write a "
+                              "demonstration for a chosen action; fix: set sft.random_action_rate=0")
     rng = random.Random(seed)
     pairs: list[tuple[dict, str]] = []
     for k in range(episodes):
@@ -40,7 +54,12 @@ def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: 
         done = False
         while not done:
             ask = ask_rate > 0 and not info.get("revealed") and rng.random() < ask_rate
-            reply = pi.helper.ask_reply() if ask else pi.act(obs, info)
+            if ask:
+                reply = pi.helper.ask_reply()
+            elif random_action_rate > 0 and rng.random() < random_action_rate:
+                reply = base.demo_reply(info, rng.choice(legal))
+            else:
+                reply = pi.act(obs, info)
             pairs.append((obs, reply))
             obs, _, terminated, truncated, info = env.step(reply)
             done = terminated or truncated

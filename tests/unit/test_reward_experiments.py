@@ -264,8 +264,9 @@ def test_main_runs_the_same_seed_of_the_start_first(tmp_path, monkeypatch):
     doc = _doc(tmp_path / "results.md")
     runs_dir = tmp_path / "runs"
     args = ["--only", "far-acc", "--seeds", "1", "--runs-dir", str(runs_dir), "--doc", str(doc),
-            "--figures", str(tmp_path / "fig")]
+            "--figures", str(tmp_path / "fig"), "--records", str(tmp_path / "records")]
     assert rx.main(args) == 0
+    assert (tmp_path / "records" / "far-acc" / "seed1" / "record.json").is_file()
     assert [c[1] for c in calls] == ["fast-and-right", "fast-and-right"]
     assert calls[0][-2:] == ["seed=1", f"output_dir={runs_dir / 'far-sft' / 'seed1'}"]
     assert f"model.name_or_path={runs_dir / 'far-sft' / 'seed1' / 'checkpoints/step-0/policy'}" in calls[1]
