@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from experiments import gym_cards as gc
 from experiments import records as rec
 
@@ -139,10 +141,11 @@ def test_a_run_whose_preset_changed_is_stale_and_its_record_is_dropped(tmp_path,
     assert f"{runs}" not in (dest / "config.yaml").read_text()  # the record is portable
     assert not rec.config_changed(dest / "config.yaml", run.seed_argv(tmp_path / "elsewhere", 0), tmp_path / "elsewhere")
 
-    # The preset changes under the saved run (here: the run had 120 updates, the preset says 150).
-    text = (src / "config.yaml").read_text().replace("updates: 150", "updates: 120")
-    (src / "config.yaml").write_text(text)
-    (dest / "config.yaml").write_text((dest / "config.yaml").read_text().replace("updates: 150", "updates: 120"))
+    # The preset changes under the saved run (here: the run had 7 more updates than the preset says now).
+    for path in (src / "config.yaml", dest / "config.yaml"):
+        tree = yaml.safe_load(path.read_text())
+        tree["updates"] += 7
+        path.write_text(yaml.safe_dump(tree))
     assert rec.config_changed(src / "config.yaml", argv, runs)
     assert rec.record_runs([run], [0], runs, records, gc.seed_dir, progress=print) == 0
     assert not dest.exists()
@@ -155,7 +158,9 @@ def test_run_pairs_runs_a_stale_seed_again(tmp_path, monkeypatch):
     fresh, stale = _finished_seed(runs, run.key, 0, 0.7, 1.0), _finished_seed(runs, run.key, 1, 0.7, 1.0)
     for seed, d in ((0, fresh), (1, stale)):
         _write_config(d, run.seed_argv(runs, seed))
-    (stale / "config.yaml").write_text((stale / "config.yaml").read_text().replace("kl_coef: 0.02", "kl_coef: 0.05"))
+    tree = yaml.safe_load((stale / "config.yaml").read_text())
+    tree["algo"]["kl_coef"] += 0.125  # the run used another KL than the preset says now
+    (stale / "config.yaml").write_text(yaml.safe_dump(tree))
     started = []
     monkeypatch.setattr(gc, "run_one", lambda argv, out, progress: started.append(out) or 1.0)
     gc.run_pairs([(run, 0), (run, 1)], runs, progress=lambda s: None)
