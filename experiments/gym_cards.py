@@ -344,18 +344,21 @@ def _curve(path: Path, smooth: float) -> tuple[list[float], list[float]] | None:
 def plot_set(runs_dir: str | Path, out_png: str | Path, title: str, series: list[tuple[str, str]],
              results: Mapping[str, dict], seeds: Sequence[int] = SEEDS, smooth: float = 0.6) -> Path | None:
     """Rollout success (EMA-smoothed) against env steps: each seed thin, the mean over seeds bold,
-    with the held-out SFT and final success (means over seeds) as hollow and filled markers."""
+    with the held-out SFT and final success (means over seeds) as hollow and filled markers.
+    None (nothing drawn) while any series has no seed with metrics."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.0, 3.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    by_key = {key: [c for s in seeds if (c := _curve(seed_dir(runs_dir, key, s) / "metrics.jsonl", smooth))]
+              for _, key in series}
+    if not all(by_key.values()):  # a comparison is drawn only once every series it compares has run
+        return None
     drawn = 0
     for i, (label, key) in enumerate(series):
-        curves = [c for s in seeds if (c := _curve(seed_dir(runs_dir, key, s) / "metrics.jsonl", smooth))]
-        if not curves:
-            continue
+        curves = by_key[key]
         color = f"C{i}"
         for xs, ys in curves:
             ax.plot(xs, ys, lw=0.8, alpha=0.35, color=color)

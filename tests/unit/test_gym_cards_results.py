@@ -159,12 +159,15 @@ def test_the_harness_wall_time_wins_over_the_reports(results, tmp_path):
     assert rows["numberline-ppo"][6] == "5.0–6.0 min"
 
 
-def test_plot_set_draws_available_runs_and_skips_missing(results, tmp_path):
+def test_plot_set_draws_a_comparison_only_when_every_series_has_run(results, tmp_path):
     png = gc.plot_set(tmp_path, tmp_path / "fig" / "nl.png", "NumberLine",
-                      [("PPO", "numberline-ppo"), ("GRPO", "numberline-grpo"), ("λ", "numberline-ppo-lambda0.1")],
-                      results)
+                      [("PPO", "numberline-ppo"), ("GRPO", "numberline-grpo")], results)
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # λ 0.1 has no runs: a comparison with it is not drawn (half a comparison reads as a result)
+    assert gc.plot_set(tmp_path, tmp_path / "part.png", "x", [("PPO", "numberline-ppo"),
+                                                              ("λ", "numberline-ppo-lambda0.1")], results) is None
     assert gc.plot_set(tmp_path, tmp_path / "none.png", "x", [("λ", "numberline-ppo-lambda0.1")], results) is None
+    assert not (tmp_path / "part.png").exists()
 
 
 def test_run_seeds_skips_done_seeds_and_reports_failures(tmp_path, monkeypatch):
