@@ -43,7 +43,7 @@ from typing import Callable, Mapping, Sequence
 
 from rlvlm.train.run_dir import _ema, read_metrics
 
-from experiments.records import RECORDS_DIR, config_changed, measured, record_runs, records_or_runs, save_provenance
+from experiments.records import RECORDS_DIR, config_changed, save_provenance, seed_dir, table_data
 from experiments.seeds import (aggregate, fmt, read_figures, run_one, save_process_seconds, summarise,
                                with_process_seconds)
 
@@ -67,10 +67,6 @@ TASKS = {  # preset name -> (env id, column title)
 RL4VLM = {"numberline": 89.4, "ezpoints": 50.0, "points24": 2.3, "blackjack": 40.2}
 
 TARGETS = {"numberline": 0.95, "ezpoints": 0.90, "points24": 0.30, "blackjack": 0.41}
-
-
-def seed_dir(runs_dir: str | Path, key: str, seed: int) -> Path:
-    return Path(runs_dir) / key / f"seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -415,12 +411,9 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
     """Rewrite the doc's blocks and the PNGs. With `records_dir`, first record every finished seed of
     `runs_dir` there (experiments.records) and build everything from the records, so rows measured
     earlier (on another checkout) stay; without it, straight from `runs_dir`."""
-    if records_dir is not None:
-        record_runs(RUNS, SEEDS, runs_dir, records_dir, seed_dir)
-    data = records_or_runs(records_dir, runs_dir)
+    data, on = table_data(RUNS, SEEDS, runs_dir, records_dir)
     results = collect(data)
     doc = Path(doc)
-    on = measured(RUNS, SEEDS, data, seed_dir) if records_dir is not None else None
     doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir, on)))
     for name, (title, series) in CURVE_SETS.items():
         plot_set(data, Path(fig_dir) / f"{name}.png", title, series, results)

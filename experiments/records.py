@@ -51,6 +51,11 @@ METRIC_KEYS = ("update", "step")
 DIGITS = 5
 
 
+def seed_dir(root: str | Path, key: str, seed: int) -> Path:
+    """Seed `seed` of run `key` under a runs directory, or its record under a records directory."""
+    return Path(root) / key / f"seed{seed}"
+
+
 def cpu_kind() -> str:
     """This machine's CPU in a few words, e.g. "Intel Xeon, AVX-512": the kind changes float
     rounding (so a run's numbers), and AVX-512 is what told the kinds seen here apart."""
@@ -152,7 +157,6 @@ def record_seed(run_dir: Path, dest: Path, *, marker: str, command: str, runs_di
 
 
 def record_runs(runs: Sequence, seeds: Sequence[int], runs_dir: str | Path, records_dir: str | Path,
-                seed_dir: Callable[[str | Path, str, int], Path],
                 progress: Callable[[str], None] = print) -> int:
     """Record every (run, seed) of `runs` whose marker exists under `runs_dir` and is not stale;
     remove stale records (see the module docstring). Returns how many seeds were recorded."""
@@ -178,8 +182,7 @@ def record_runs(runs: Sequence, seeds: Sequence[int], runs_dir: str | Path, reco
     return n
 
 
-def measured(runs: Sequence, seeds: Sequence[int], records_dir: str | Path,
-             seed_dir: Callable[[str | Path, str, int], Path]) -> dict[str, str]:
+def measured(runs: Sequence, seeds: Sequence[int], records_dir: str | Path) -> dict[str, str]:
     """run key -> the distinct `commit, CPU` of its recorded seeds (e.g. "202a2f3, Intel Xeon, AVX-512")."""
     out: dict[str, str] = {}
     for run in runs:
@@ -193,7 +196,12 @@ def measured(runs: Sequence, seeds: Sequence[int], records_dir: str | Path,
     return out
 
 
-def records_or_runs(records_dir: str | Path | None, runs_dir: str | Path) -> Path:
-    """Where the tables read: the records where the harness keeps them, else the runs themselves."""
-    return Path(records_dir if records_dir is not None else runs_dir)
-
+def table_data(runs: Sequence, seeds: Sequence[int], runs_dir: str | Path,
+               records_dir: str | Path | None) -> tuple[Path, dict[str, str] | None]:
+    """Where a harness's tables read, and what measured each run: with `records_dir`, every finished
+    seed of `runs_dir` is recorded first and the tables read the records (plus `measured`'s column);
+    without it, they read `runs_dir` itself and have no such column."""
+    if records_dir is None:
+        return Path(runs_dir), None
+    record_runs(runs, seeds, runs_dir, records_dir)
+    return Path(records_dir), measured(runs, seeds, records_dir)

@@ -40,7 +40,7 @@ from rlvlm.train.run_dir import read_metrics
 from experiments import gym_cards as gc
 from experiments import reward_tables as rt
 from experiments.gym_cards import SEEDS, Run, seed_dir
-from experiments.records import measured, record_runs, records_or_runs
+from experiments.records import table_data
 
 RUNS_DIR = "runs/rewards"
 ALPHAS = (0.01, 0.02, 0.03)  # token prices of the sweep; 0.02 is the preset's
@@ -266,12 +266,9 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
                   records_dir: str | Path | None = None) -> rt.Results:
     """Rewrite the doc's rewards blocks and the PNGs; with `records_dir`, from the records of every
     finished seed (experiments.records, recorded first from `runs_dir`), else straight from `runs_dir`."""
-    if records_dir is not None:
-        record_runs(runs(runs_dir), SEEDS, runs_dir, records_dir, seed_dir)
-    data = records_or_runs(records_dir, runs_dir)
+    data, on = table_data(runs(runs_dir), SEEDS, runs_dir, records_dir)
     results = collect(data)
     summaries = gc.collect(data, runs(data), SEEDS)
-    on = measured(runs(data), SEEDS, data, seed_dir) if records_dir is not None else None
     doc = Path(doc)
     doc.write_text(gc.replace_blocks(doc.read_text(), render_blocks(results, summaries, runs_dir, measured_on=on),
                                      tag="rewards"))

@@ -40,7 +40,7 @@ from rlvlm.train.run_dir import read_metrics
 from experiments import rlhf_tables as tables
 from experiments.gym_cards import (CACHE_PREFIX, SEEDS, Run, harness_parser, print_seed_commands, process_argv,
                                    replace_blocks, run_pairs, seed_dir, select_runs)
-from experiments.records import measured, record_runs, records_or_runs
+from experiments.records import table_data
 from experiments.rlhf_tables import AXES, RM_KINDS, axes, onpolicy_key, plot_curves
 from experiments.seeds import aggregate, with_process_seconds
 
@@ -270,11 +270,8 @@ def write_results(runs_dir: str | Path, doc: str | Path, fig_dir: str | Path,
                   records_dir: str | Path | None = None) -> dict[str, dict]:
     """Rewrite the doc's rlhf blocks and the PNG; with `records_dir`, from the records of every finished
     seed (experiments.records, recorded first from `runs_dir`), else straight from `runs_dir`."""
-    if records_dir is not None:
-        record_runs(runs(runs_dir), SEEDS, runs_dir, records_dir, seed_dir)
-    data = records_or_runs(records_dir, runs_dir)
+    data, on = table_data(runs(runs_dir), SEEDS, runs_dir, records_dir)
     results = collect(data)
-    on = measured(runs(data), SEEDS, data, seed_dir) if records_dir is not None else None
     doc = Path(doc)
     doc.write_text(replace_blocks(doc.read_text(), render_blocks(results, runs_dir, measured_on=on), tag="rlhf"))
     plot_curves(results, Path(fig_dir) / "rlhf_curves.png")

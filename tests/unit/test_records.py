@@ -47,7 +47,7 @@ def test_record_copies_figures_not_checkpoints_and_says_what_measured(tmp_path):
     runs, records = tmp_path / "runs", tmp_path / "records"
     src = _finished_seed(runs, "numberline-ppo", 0, 0.7, 1.0)
     rec.save_provenance(src)
-    n = rec.record_runs([gc.RUNS_BY_KEY["numberline-ppo"]], [0, 1], runs, records, gc.seed_dir)
+    n = rec.record_runs([gc.RUNS_BY_KEY["numberline-ppo"]], [0, 1], runs, records)
     assert n == 1  # seed 1 has not run
     dest = gc.seed_dir(records, "numberline-ppo", 0)
     assert sorted(p.name for p in dest.iterdir()) == ["metrics.jsonl", "process_seconds.txt", "record.json",
@@ -97,7 +97,7 @@ def test_a_record_of_an_older_command_is_removed(tmp_path, capsys):
     keep.mkdir(parents=True)
     (keep / "record.json").write_text(json.dumps(
         {"command": "rlvlm train numberline seed=1 output_dir=RUNS/numberline-ppo/seed1"}))
-    rec.record_runs([gc.RUNS_BY_KEY["numberline-ppo"]], [1, 2], runs, records, gc.seed_dir, progress=print)
+    rec.record_runs([gc.RUNS_BY_KEY["numberline-ppo"]], [1, 2], runs, records, progress=print)
     assert not dest.exists() and keep.exists()
     assert "stale record removed (numberline-ppo seed 2)" in capsys.readouterr().out
 
@@ -108,8 +108,7 @@ def test_measured_lists_each_distinct_commit_and_cpu(tmp_path):
         d = gc.seed_dir(tmp_path, "numberline-ppo", seed)
         d.mkdir(parents=True)
         (d / "record.json").write_text(json.dumps({"command": "c", "commit": commit, "cpu": cpu}))
-    out = rec.measured([gc.RUNS_BY_KEY["numberline-ppo"], gc.RUNS_BY_KEY["ezpoints-ppo"]], [0, 1, 2], tmp_path,
-                       gc.seed_dir)
+    out = rec.measured([gc.RUNS_BY_KEY["numberline-ppo"], gc.RUNS_BY_KEY["ezpoints-ppo"]], [0, 1, 2], tmp_path)
     assert out == {"numberline-ppo": "abc1234, AMD EPYC, AVX-512; def5678, Intel Xeon, AVX-512", "ezpoints-ppo": ""}
 
 
@@ -136,7 +135,7 @@ def test_a_run_whose_preset_changed_is_stale_and_its_record_is_dropped(tmp_path,
     argv = run.seed_argv(runs, 0)
     _write_config(src, argv)
     assert not rec.config_changed(src / "config.yaml", argv, runs)
-    rec.record_runs([run], [0], runs, records, gc.seed_dir)
+    rec.record_runs([run], [0], runs, records)
     dest = gc.seed_dir(records, run.key, 0)
     assert f"{runs}" not in (dest / "config.yaml").read_text()  # the record is portable
     assert not rec.config_changed(dest / "config.yaml", run.seed_argv(tmp_path / "elsewhere", 0), tmp_path / "elsewhere")
@@ -147,7 +146,7 @@ def test_a_run_whose_preset_changed_is_stale_and_its_record_is_dropped(tmp_path,
         tree["updates"] += 7
         path.write_text(yaml.safe_dump(tree))
     assert rec.config_changed(src / "config.yaml", argv, runs)
-    assert rec.record_runs([run], [0], runs, records, gc.seed_dir, progress=print) == 0
+    assert rec.record_runs([run], [0], runs, records, progress=print) == 0
     assert not dest.exists()
     assert "config this command resolves to changed" in capsys.readouterr().out
 
