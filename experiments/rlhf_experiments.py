@@ -48,7 +48,8 @@ RUNS_DIR = "runs/rlhf"
 PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (150 updates, 1,000 test questions)
 FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "algo.minibatch_size=64",
             "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
-GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
+GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "algo.reward_norm=false", "rollout.num_envs=64",
+             "rollout.group_size=8", "algo.lr=0.0003",
              "algo.minibatch_size=64", "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
 # Dr. GRPO: advantage r - mean(group), no division by the group's std. A reward model gives two
 # near-identical replies near-identical scores; dividing by their tiny std turns noise into ±1 advantages.
