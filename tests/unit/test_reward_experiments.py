@@ -64,7 +64,7 @@ def test_keys_unique_and_every_table_row_is_a_run():
     assert "reward.weights.tokens=0" in BY_KEY["far-acc"].args  # accuracy only
     assert len(rx.ALPHAS) >= 3 and all(f"far-tok{a:g}" in BY_KEY for a in rx.ALPHAS)
     plain = BY_KEY["far-plain"].args
-    assert "algo.reward_norm=false" in plain and "algo.entropy_coef=0" in plain
+    assert plain == ("train", "fast-and-right", "sft.episodes=0", "algo.entropy_coef=0")  # the preset minus its entropy bonus
     assert not any("seed=" in a for r in RUNS for a in r.args)  # the seed comes from the harness alone
 
 
@@ -209,9 +209,9 @@ def test_far_table(results):
 
 def test_stability_table(results):
     rows = _rows(rt.stability_table(results, rx.STABILITY_ROWS, rx.SEEDS))
-    assert rows["reward scaling + entropy bonus (preset)"] == [
+    assert rows["entropy bonus (preset)"] == [
         "3/3", "0.770 ± 0.056 (worst 0.720)", "16.0 ± 1.0 (worst 17.0)", "0.050", "yes", "no"]
-    assert rows["neither"] == ["2/3", "0.790 ± 0.014 (worst 0.780)", "22.0 ± 1.4 (worst 23.0)", "0.071", "no", "yes"]
+    assert rows["no entropy bonus"] == ["2/3", "0.790 ± 0.014 (worst 0.780)", "22.0 ± 1.4 (worst 23.0)", "0.071", "no", "yes"]
     # a figure one present report lacks is aggregated over the others and says so
     plain = rt.cell(rt.over_seeds(results, "far-plain", rx.SEEDS, rt.at("final", "mean_reply_seconds")), "lower", n=2)
     assert plain == "0.130 ± 0.000 (worst 0.130) [n=1]"
