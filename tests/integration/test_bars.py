@@ -1,5 +1,5 @@
-"""The recipe bars of issue 15 for the presets too long for CI (17-22 min per run
-on the 2-core machine). Skipped unless RLVLM_BARS=1; `bash scripts/check_bars.sh`
+"""The recipe bars of issue 15 for the presets too long for CI (help-seeking
+17-22 min per run, fast-and-right about 5 min, on the 2-core machine). Skipped unless RLVLM_BARS=1; `bash scripts/check_bars.sh`
 runs them. The main job's bars run in CI (tests/integration/test_learning.py)."""
 
 from __future__ import annotations
@@ -30,3 +30,15 @@ def test_help_seeking_asks_where_it_should_and_keeps_reading(tmp_path, seed):
     assert final["help/accuracy_clear"] >= sft["help/accuracy_clear"] - 0.01, (
         f"seed {seed}: clear accuracy {sft['help/accuracy_clear']:.3f} -> {final['help/accuracy_clear']:.3f}")
     assert final["help/false_ask_rate"] < 0.1  # an over-abstaining policy is a failure, never a result
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_and_right_cuts_tokens_and_keeps_accuracy(tmp_path, seed):
+    cfg = load_config(TrainConfig, "fast-and-right", [f"output_dir={tmp_path}", f"seed={seed}"])
+    report = train(cfg, progress=lambda s: None)
+    sft, final = report["sft"], report["final"]
+    assert final["episodes"] == 500
+    tokens, base = final["mean_completion_tokens"], sft["mean_completion_tokens"]
+    assert tokens <= 0.7 * base, f"seed {seed}: tokens per reply {base:.1f} -> {tokens:.1f}, not 30 % fewer"
+    assert final["success_rate"] >= sft["success_rate"], (
+        f"seed {seed}: accuracy {sft['success_rate']:.3f} -> {final['success_rate']:.3f}, below the warm-start")
