@@ -20,11 +20,15 @@ pytestmark = [
 ]
 
 
+def _sft_and_final(preset: str, out, seed: int) -> tuple[dict, dict]:
+    """The preset as shipped on `seed`: its evaluations after the warm-start and after RL."""
+    report = train(load_config(TrainConfig, preset, [f"output_dir={out}", f"seed={seed}"]), progress=lambda s: None)
+    return report["sft"], report["final"]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_help_seeking_asks_where_it_should_and_keeps_reading(tmp_path, seed):
-    cfg = load_config(TrainConfig, "help-seeking", [f"output_dir={tmp_path}", f"seed={seed}"])
-    report = train(cfg, progress=lambda s: None)
-    sft, final = report["sft"], report["final"]
+    sft, final = _sft_and_final("help-seeking", tmp_path, seed)
     assert final["help/episodes"] == 500
     assert final["help/ask_f1"] >= 0.95, f"seed {seed}: ask F1 {final['help/ask_f1']:.3f}"
     assert final["help/accuracy_clear"] >= sft["help/accuracy_clear"] - 0.01, (
@@ -34,9 +38,7 @@ def test_help_seeking_asks_where_it_should_and_keeps_reading(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_and_right_cuts_tokens_and_keeps_accuracy(tmp_path, seed):
-    cfg = load_config(TrainConfig, "fast-and-right", [f"output_dir={tmp_path}", f"seed={seed}"])
-    report = train(cfg, progress=lambda s: None)
-    sft, final = report["sft"], report["final"]
+    sft, final = _sft_and_final("fast-and-right", tmp_path, seed)
     assert final["episodes"] == 500
     tokens, base = final["mean_completion_tokens"], sft["mean_completion_tokens"]
     assert tokens <= 0.7 * base, f"seed {seed}: tokens per reply {base:.1f} -> {tokens:.1f}, not 30 % fewer"
