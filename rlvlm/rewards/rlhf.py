@@ -14,6 +14,17 @@
   heuristic that made the preferences next to a held-out one, each with its
   own `reward.options.<name>.scorers` (weight 0: logged, not optimised).
 
+`reward_model(..., floor_invalid=true)` scores a reply the env could not
+parse (info["action_valid"] false) below every parseable reply of its batch:
+min(parseable scores) - std(parseable scores). The reward model learned from
+pairs of the warm-start's replies, which parse, so its score on a broken reply
+is extrapolation; unbounded, it is the easiest thing for RL to climb. Without
+the floor, PPO on the rlhf preset (seed 1) found `:::::4"}`, which the reward
+model scored at about 90 against 6-12 for a good reply, and accuracy fell from
+0.632 to 0.109 (docs/results.md). The floor is relative to the batch, so it
+needs no knowledge of the reward model's scale; `__call__` on one sample has
+no batch to compare with and returns the raw score.
+
 Where the reward model's observation comes from: the collector stores the
 env's raw observation text on each sample (`sample.meta["obs_text"]`), and
 the sample already holds the exact image it was sampled on. We do not
@@ -90,11 +101,30 @@ def observation_of(sample, where: str = "sample") -> dict:
     return {"image": sample.image, "text": text}
 
 
+def floor_invalid_scores(scores: Sequence[float], valid: Sequence[bool]) -> list[float]:
+    """Each invalid reply's score replaced by min(valid) - std(valid) (population std; 0 for one
+    valid reply); valid scores unchanged. With no valid reply every score becomes min(scores), so
+    the batch carries no preference among broken replies.
+
+    >>> floor_invalid_scores([1.0, 3.0, 90.0], [True, True, False])  # std of (1, 3) is 1
+    [1.0, 3.0, 0.0]
+    """
+    if len(scores) != len(valid):
+        raise ValueError(f"floor_invalid_scores: {len(scores)} scores but {len(valid)} validity flags")
+    ok = [s for s, v in zip(scores, valid) if v]
+    if not ok:
+        return [min(scores)] * len(scores) if scores else []
+    mean = sum(ok) / len(ok)
+    floor = min(ok) - (sum((s - mean) ** 2 for s in ok) / len(ok)) ** 0.5
+    return [s if v else floor for s, v in zip(scores, valid)]
+
+
 class RewardModelReward:
     """`fn(sample, info)` and `score_batch(samples, infos)` backed by a saved reward model."""
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32, floor_invalid: bool = False):
         self.path, self.device, self.batch_size = path, device, batch_size
+        self.floor_invalid = floor_invalid
         self._model = None
 
     @property
@@ -124,6 +154,8 @@ class RewardModelReward:
                 stop = start + self.batch_size
                 scores = model.score(obs[start:stop], [s.text for s in samples[start:stop]])
                 out.extend(float(v) for v in scores.float().cpu())
+        if self.floor_invalid:
+            out = floor_invalid_scores(out, [bool(info.get("action_valid", True)) for info in infos])
         return out
 
     def __call__(self, sample, info) -> float:
@@ -133,7 +165,8 @@ class RewardModelReward:
         return f"RewardModelReward({self.path!r})"
 
 
-def reward_model(path: str = "", device: str = "cpu", batch_size: int = 32) -> RewardModelReward:
+def reward_model(path: str = "", device: str = "cpu", batch_size: int = 32,
+                 floor_invalid: bool = False) -> RewardModelReward:
     """The saved reward model at `path` as a reward component (module doc)."""
     fix = "fix: train one with `rlvlm reward-model pairs=PAIRS.jsonl output_dir=runs/rm` and pass path=runs/rm/model"
     if not isinstance(path, (str, Path)) or not str(path):
@@ -147,4 +180,6 @@ def reward_model(path: str = "", device: str = "cpu", batch_size: int = 32) -> R
     if isinstance(batch_size, bool) or not isinstance(batch_size, Real) or int(batch_size) != batch_size \
             or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be an integer >= 1; fix: e.g. batch_size=32")
-    return RewardModelReward(str(path), device, int(batch_size))
+    if not isinstance(floor_invalid, bool):
+        raise ConfigError(f"floor_invalid={floor_invalid!r} must be true or false")
+    return RewardModelReward(str(path), device, int(batch_size), floor_invalid)

@@ -30,7 +30,7 @@ from rlvlm.models.reward_model import build_reward_model
 from rlvlm.rewards import CompositeReward
 from rlvlm.rewards.collect_preferences import PreferenceConfig, collect_preferences, summary_path
 from rlvlm.rewards.preferences import read_pairs_jsonl, resolve_record, score_reply
-from rlvlm.rewards.rlhf import heuristic, reward_model
+from rlvlm.rewards.rlhf import floor_invalid_scores, heuristic, reward_model
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.reward_model import pair_observations
@@ -134,6 +134,37 @@ def test_reward_model_component_scores_a_rollout_in_one_batched_call(idefics3_di
     assert totals == pytest.approx(direct.tolist(), abs=1e-5)
     with pytest.raises(RlvlmError, match=r"samples\[0\] has no meta\['obs_text'\]"):
         fn.score_batch([SimpleNamespace(text="x", image=None, meta={})], [{}])
+
+
+def test_floor_invalid_scores_by_hand():
+    # valid (2, 4, 6): mean 4, population std sqrt(8/3) = 1.633; the broken reply's 50 becomes 2 - 1.633
+    assert floor_invalid_scores([2.0, 4.0, 6.0, 50.0], [True, True, True, False]) == pytest.approx(
+        [2.0, 4.0, 6.0, 2.0 - (8 / 3) ** 0.5])
+    assert floor_invalid_scores([5.0, 7.0], [True, True]) == [5.0, 7.0]
+    assert floor_invalid_scores([5.0, -1.0], [True, False]) == [5.0, 5.0]  # one valid reply: std 0
+    assert floor_invalid_scores([3.0, 1.0], [False, False]) == [1.0, 1.0]  # nothing to prefer among broken ones
+    assert floor_invalid_scores([], []) == []
+    with pytest.raises(ValueError, match="2 scores but 1 validity flags"):
+        floor_invalid_scores([1.0, 2.0], [True])
+
+
+def test_reward_model_floor_scores_broken_replies_below_every_parseable_one(idefics3_dir, rm_dir):
+    import rlvlm.envs  # noqa: F401
+
+    policy = load_policy(idefics3_dir, value_head=False, reference="none")
+    envs = [gym.make("rlvlm/VisualQA-v0", task="digits", image_size=IMAGE_SIZE) for _ in range(4)]
+    trs = Collector(envs, policy, SamplingConfig(temperature=1.0, max_new_tokens=12), seed=5,
+                    need_values=False).collect_episodes().transitions
+    infos = [{**tr.info, "action_valid": i != 0} for i, tr in enumerate(trs)]  # the first reply "broken"
+    raw = reward_model(rm_dir).score_batch([tr.sample for tr in trs], infos)
+    floored = reward_model(rm_dir, floor_invalid=True).score_batch([tr.sample for tr in trs], infos)
+    ok = raw[1:]
+    mean = sum(ok) / 3
+    assert floored[1:] == pytest.approx(ok)
+    assert floored[0] == pytest.approx(min(ok) - (sum((x - mean) ** 2 for x in ok) / 3) ** 0.5)
+    assert floored[0] < min(ok)
+    with pytest.raises(ConfigError, match="floor_invalid='yes' must be true or false"):
+        reward_model(rm_dir, floor_invalid="yes")
 
 
 def test_plain_callables_still_work_next_to_batched_ones():
