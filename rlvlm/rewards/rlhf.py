@@ -40,6 +40,7 @@ Like functions.py, this module imports no torch at import time.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
@@ -114,8 +115,7 @@ def floor_invalid_scores(scores: Sequence[float], valid: Sequence[bool]) -> list
     ok = [s for s, v in zip(scores, valid) if v]
     if not ok:
         return [min(scores)] * len(scores) if scores else []
-    mean = sum(ok) / len(ok)
-    floor = min(ok) - (sum((s - mean) ** 2 for s in ok) / len(ok)) ** 0.5
+    floor = min(ok) - statistics.pstdev(ok)
     return [s if v else floor for s, v in zip(scores, valid)]
 
 

@@ -1,6 +1,7 @@
 """The recipe bars of issue 15 for the presets too long for CI (help-seeking
-17-22 min per run, fast-and-right about 5 min, on the 2-core machine). Skipped unless RLVLM_BARS=1; `bash scripts/check_bars.sh`
-runs them. The main job's bars run in CI (tests/integration/test_learning.py)."""
+17-22 min per run, fast-and-right about 5 min, on the 2-core machine).
+Skipped unless RLVLM_BARS=1; `bash scripts/check_bars.sh` runs them. The main
+job's bars run in CI (tests/integration/test_learning.py)."""
 
 from __future__ import annotations
 
