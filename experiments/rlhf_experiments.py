@@ -48,15 +48,19 @@ RUNS_DIR = "runs/rlhf"
 PPO_ARGS: tuple[str, ...] = ()  # the rlhf preset as is (150 updates, 1,000 test questions)
 FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "algo.minibatch_size=64",
             "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
-GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "algo.reward_norm=false", "rollout.num_envs=64",
-             "rollout.group_size=8", "algo.lr=0.0003",
+# model.value_head=false: the rlhf preset's critic is for PPO. Before issue 15's check refused it, these rows
+# kept it, fitted it to raw reward-model scores through the shared trunk, and collapsed (docs/results.md).
+GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "algo.reward_norm=false", "model.value_head=false",
+             "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
              "algo.minibatch_size=64", "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
-# Dr. GRPO: advantage r - mean(group), no division by the group's std. A reward model gives two
-# near-identical replies near-identical scores; dividing by their tiny std turns noise into ±1 advantages.
+# Dr. GRPO: advantage r - mean(group), no division by the group's std, which turns the small score
+# differences a reward model gives two near-identical replies into ±1 advantages. (The update then
+# whitens advantages over the rollout, algo.normalize_advantages, so only the weighting between groups changes.)
 DR_GRPO_ARGS = tuple(a if a != "algo.advantage=grpo" else "algo.advantage=dr_grpo" for a in GRPO_ARGS)
 SHORT_ARGS = ("updates=60", "eval.episodes=200")  # the comparison runs: shorter than the preset's 150 updates
 GT_ARGS = ("reward.weights.reward_model=0", "reward.weights.accuracy=1")  # ground truth as the reward
-DPO_GENTLE_ARGS = ("beta=0.5", "lr=0.00001", "epochs=2")
+DPO_GENTLE_ARGS = ("beta=0.5", "lr=0.00001", "epochs=2")  # rlvlm dpo's defaults since issue 15
+DPO_OLD_ARGS = ("beta=0.1", "lr=0.0001", "epochs=3")  # its defaults before: common settings, spelled out
 N_PROMPTS = 8192
 ONPOLICY_FILE = "onpolicy.json"  # rlvlm.eval.reward_model_check's output in each check's seed dir
 # Stands for the seed inside a run's arguments (its upstream paths); Step.seed_argv writes the seed in.
@@ -140,7 +144,7 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Step, ...]:
         Step("rm-vlm", "rlhf", "reward-model",
              ("reward-model", "kind=vlm", "epochs=4", f"pairs={pairs}", "image_size=56", f"name_or_path={sft}")),
         train("ppo", *PPO_ARGS),
-        dpo("dpo"),
+        dpo("dpo", *DPO_OLD_ARGS),
         # The same RL on the reward model and, as a control, on ground truth: does the learned reward
         # train like the true one? (settings of the fast-and-right runs: 64 envs, lr 3e-4, no KL.)
         *(train(key, *algo, *gt, *SHORT_ARGS)

@@ -34,8 +34,8 @@ RL_ROWS = (("PPO on the reward model (rlhf preset, 150 updates)", "ppo"),
            ("  same, on ground truth (control)", "grpo-gt"),
            ("Dr. GRPO on the reward model (no std division)", "grpo-dr"),
            ("  same, on ground truth (control)", "grpo-dr-gt"),
-           ("DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs)", "dpo"),
-           ("DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs)", "dpo-gentle"))
+           ("DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs: the defaults before issue 15)", "dpo"),
+           ("DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs: the defaults)", "dpo-gentle"))
 
 # Which seed is the worst one, per column: "higher" and "lower" are the better side (worst = min,
 # worst = max); "neutral" has no better side (a reward model's score scale is arbitrary), shown as

@@ -184,6 +184,14 @@ class TrainConfig:
             raise ConfigError(f"algo.kl_coef={a.kl_coef} with LoRA and sft.episodes={self.sft.episodes}: the reference "
                               "(the model with its adapter disabled) would be the model before the warm-start; fix: "
                               "set model.reference=copy (taken after the warm-start) or sft.episodes=0")
+        # A group estimator reads no values, yet a value head would still be fitted to the raw
+        # returns through the shared trunk. On reward-model scores (no reward_norm with groups) its
+        # loss ran 20-950 against a policy loss under 0.3, took the whole clipped gradient, and GRPO
+        # on the RLHF reward model lost 0.755 -> 0.540 ground truth (0.755 -> 0.860 without it).
+        if a.advantage != "gae" and self.model.value_head and a.value_coef > 0 and self.updates > 0:
+            raise ConfigError(f"model.value_head=true with algo.advantage={a.advantage}: group advantages read no "
+                              "values, but the critic would still train the shared trunk on raw returns; fix: set "
+                              "model.value_head=false")
         if a.ref_reset_every < 0:
             raise ConfigError(f"algo.ref_reset_every={a.ref_reset_every} must be >= 0 (0: never reset the reference)")
         if a.ref_reset_every and (a.kl_coef <= 0 or m.reference != "copy"):

@@ -24,8 +24,23 @@ def test_group_estimator_without_groups(estimator):
 
 
 def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
-    _validate("numberline", "algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4")
-    _validate("numberline", "algo.name=ppo", "algo.advantage=reinforce_pp")
+    _validate("numberline", "algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4", "model.value_head=false")
+    _validate("numberline", "algo.name=ppo", "algo.advantage=reinforce_pp", "model.value_head=false")
+
+
+@pytest.mark.parametrize("overrides", [["algo.name=grpo", "algo.advantage=grpo", "rollout.group_size=4", "algo.reward_norm=false"],
+                                       ["algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4",
+                                        "algo.reward_norm=false"]])
+def test_a_critic_nothing_reads_is_refused(overrides):
+    # The rlhf preset has a value head for PPO; switched to a group estimator the head would still
+    # be fitted to raw reward-model scores through the shared trunk (docs/results.md, RLHF section).
+    with pytest.raises(ConfigError, match=r"model.value_head=true with algo.advantage=(grpo|rloo): group advantages "
+                                          r"read no values.*fix: set model.value_head=false") as err:
+        _validate("numberline", *overrides)
+    assert "\n" not in str(err.value)
+    _validate("numberline", *overrides, "model.value_head=false")
+    _validate("numberline", *overrides, "algo.value_coef=0")  # a head that is never fitted harms nothing
+    _validate("numberline", *overrides, "updates=0")  # a warm-start only: the head is saved for a later PPO run
 
 
 @pytest.mark.parametrize("overrides, message", [

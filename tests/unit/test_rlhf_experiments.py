@@ -334,7 +334,7 @@ def test_rl_table_before_after_over_seeds_and_the_spread_flag(results):
         "0.920 ± 0.000 (worst 0.920) → 0.950 ± 0.000 (worst 0.950)",
         "0.750 ± 0.010 (worst 0.740) → 0.800 ± 0.020 (worst 0.780)", "reward-model score, training heuristic"]
     # DPO on seeds 0 and 2: RM 5.7/5.8 -> 6.9/6.1 (gain 0.75 < spread 0.8); accuracy 0.76/0.74 -> 0.84/0.80
-    assert rows["DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs)"] == [
+    assert rows["DPO on the pairs (beta 0.1, lr 1e-4, 3 epochs: the defaults before issue 15)"] == [
         "2/3", "100", "5.750 ± 0.071 (worst 5.700) → 6.500 ± 0.566 (worst 6.100)",
         "0.880 ± 0.000 (worst 0.880) → 0.910 ± 0.014 (worst 0.900)",
         "0.920 ± 0.000 (worst 0.920) → 0.945 ± 0.007 (worst 0.940)",
@@ -343,7 +343,7 @@ def test_rl_table_before_after_over_seeds_and_the_spread_flag(results):
     grpo = rows["GRPO on the reward model (groups of 8, 60 updates)"]
     assert grpo[5] == "0.765 ± 0.000 (worst 0.765) → 0.470 ± 0.020 (worst 0.450)"
     assert grpo[6] == "reward-model score, training heuristic, held-out heuristic, ground-truth accuracy"
-    assert rows["DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs)"][:2] == [
+    assert rows["DPO on the pairs (beta 0.5, lr 1e-5, 2 epochs: the defaults)"][:2] == [
         "0/3", "not run yet: `rlvlm dpo policy=R/rlhf-sft/seedS/checkpoints/step-0/policy "
         "pairs=R/prefs/seedS/pairs.jsonl reward_model=R/rm/seedS/model beta=0.5 lr=0.00001 epochs=2 seed=S "
         "output_dir=R/dpo-gentle/seedS`"]
