@@ -168,6 +168,11 @@ class AskForHelp(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """The reply that asks, in the env's prompt style (used by the oracle)."""
         return self.env.unwrapped.reply({"thoughts": "image unclear, ask", self.key: self.ask_token})
 
+    @property
+    def asked(self) -> bool:
+        """Whether this episode has asked already (in multi-turn, the view is then revealed)."""
+        return self._asked
+
     def asks(self, reply: str) -> bool:
         """Whether `reply` is the ask action (parsed as step() parses it)."""
         parsed = parse_action(reply, None, key=self.key, max_chars=self.max_chars)

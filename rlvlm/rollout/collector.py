@@ -91,6 +91,7 @@ class Collector:
             if not 0 < explore_ask < group_size or any(h is None for h in helpers):
                 raise ConfigError(f"rollout.explore_ask={explore_ask} needs envs under the ask wrapper "
                                   f"(env.kwargs.ask_for_help) and 0 < explore_ask < rollout.group_size={group_size}")
+            self._helpers = helpers
             self._asks = [h.asks for h in helpers]
             self._ask_reply = [h.ask_reply for h in helpers]
         self.forced_asks = 0  # teacher-forced ask replies put into rollouts so far
@@ -197,6 +198,11 @@ class Collector:
         and scored under the current policy (PPO ratio 1 at the start). Its
         reward then tells the update whether asking beats the answers here:
         ask_missing on a degraded image, ask_clear on a clear one.
+
+        A group any of whose episodes has asked already is left alone: in
+        multi-turn mode that episode's view is revealed, a second ask only
+        abstains (ask_clear), and forcing it would charge the whole episode,
+        its right first ask included, for an action the policy never chose.
         """
         pos = {i: k for k, i in enumerate(idx)}
         G = self.group_size
@@ -204,7 +210,9 @@ class Collector:
         forced_at: list[int] = []
         for g in range(len(self.envs) // G):
             members = range(g * G, (g + 1) * G)
-            if not all(i in pos for i in members) or any(self._asks[i](out[pos[i]].text) for i in members):
+            if not all(i in pos for i in members) or any(self._helpers[i].asked for i in members):
+                continue
+            if any(self._asks[i](out[pos[i]].text) for i in members):
                 continue
             forced_at.extend(list(members)[-self.explore_ask:])
         if not forced_at:

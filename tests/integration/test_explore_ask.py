@@ -9,6 +9,7 @@ import torch
 
 import rlvlm.envs  # noqa: F401
 from rlvlm.config import load_config
+from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import SamplingConfig, load_policy
 from rlvlm.rollout.collector import Collector
@@ -16,8 +17,8 @@ from rlvlm.train.config import TrainConfig
 from rlvlm.train.rl import make_env_factory, rollout_metrics
 
 
-def _envs(n):
-    make = make_env_factory(load_config(TrainConfig, "help-seeking"))  # digits, half hidden, the ask wrapper
+def _envs(n, *overrides):
+    make = make_env_factory(load_config(TrainConfig, "help-seeking", list(overrides)))  # digits, half hidden, asks
     return [make() for _ in range(n)]
 
 
@@ -69,6 +70,28 @@ def test_a_group_that_asks_is_left_alone(idefics3_dir):
     assert [col._asks[0](s.text) for s in out] == [False, False, True, True] and col.forced_asks == 2
     out = col._explore_asks([0, 1, 2], samples[1:2] * 3)  # one env of the group already done: untouched
     assert not any(col._asks[0](s.text) for s in out)
+
+
+def test_no_ask_is_forced_after_a_multi_turn_ask(idefics3_dir):
+    """Once a group's episodes have asked, their views are revealed: a forced second ask would
+    only abstain, and its -1 would land on the whole episode, the right first ask included."""
+    policy = load_policy(idefics3_dir)
+    col = Collector(_envs(4, "env.kwargs.ask_for_help.mode=multi_turn"), policy, SamplingConfig(max_new_tokens=16),
+                    seed=0, group_size=4, need_values=False, explore_ask=2)
+    col.reset()
+    answers = policy.forced_samples([col._obs[i] for i in range(4)], ['"answer": "3"'] * 4)
+    assert [col._asks[i](s.text) for i, s in enumerate(answers)] == [False] * 4
+    out = col._explore_asks([0, 1, 2, 3], answers)  # first turn, no ask in the group: two are forced
+    assert sum(col._asks[0](s.text) for s in out) == 2 and col.forced_asks == 2
+    for i, env in enumerate(col.envs):  # every episode asks: the second turn shows the clean image
+        obs, reward, terminated, truncated, info = env.step(col._ask_reply[i]())
+        assert not terminated and info["revealed"] and find_ask_wrapper(env).asked
+        col._obs[i] = obs
+    second = policy.forced_samples([col._obs[i] for i in range(4)], ['"answer": "3"'] * 4)
+    out = col._explore_asks([0, 1, 2, 3], second)
+    assert all(a is b for a, b in zip(out, second)) and col.forced_asks == 2  # left alone
+    col.reset()
+    assert not any(find_ask_wrapper(e).asked for e in col.envs)  # a new episode may be explored again
 
 
 @pytest.mark.parametrize("overrides, message", [
