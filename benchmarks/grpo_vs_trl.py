@@ -88,7 +88,8 @@ def run_rlvlm(shape: dict, steps: int, warmup: int, options: dict) -> dict:
     from rlvlm import algos
     from rlvlm.models.policy import SamplingConfig, load_policy
     from rlvlm.train.config import AlgoConfig
-    from rlvlm.train.ppo_step import Batch, ppo_update
+    from rlvlm.rollout.batch import batch_from_samples
+    from rlvlm.train.ppo_step import ppo_update
     from rlvlm.train.rl import PhaseTimer
 
     torch.manual_seed(0)
@@ -96,7 +97,7 @@ def run_rlvlm(shape: dict, steps: int, warmup: int, options: dict) -> dict:
     opts = {"value_head": False, "reference": "none", **options}
     policy = load_policy(model_dir(shape["size"]), **opts)
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=LR, weight_decay=0.0)
-    algo = AlgoConfig(name="grpo", advantage="grpo", ratio_level="token", aggregation="token_mean", epochs=1,
+    algo = AlgoConfig(advantage="grpo", ratio_level="token", aggregation="token_mean", epochs=1,
                       minibatch_size=P * G, clip_low=CLIP, lr=LR, kl_coef=0.0, value_coef=0.0,
                       normalize_advantages=False)
     data = questions(P * (steps + warmup))
@@ -112,10 +113,9 @@ def run_rlvlm(shape: dict, steps: int, warmup: int, options: dict) -> dict:
         with timer("reward"):
             rewards = torch.tensor([accuracy(s.text, batch_q[i // G]["answers"]) for i, s in enumerate(samples)])
         with timer("advantage"):
-            groups = torch.arange(P).repeat_interleave(G)
-            adv = algos.grpo_advantages(rewards, groups)
+            batch = batch_from_samples(samples, rewards, group_ids=torch.arange(P).repeat_interleave(G))
+            batch.advantages, batch.returns = algos.advantage_estimator("grpo")(batch, algo)
         with timer("update"):
-            batch = Batch(samples, adv, rewards, torch.zeros(len(samples)))
             ppo_update(policy, optimizer, batch, algo, entropy_coef=0.0, seed=k, timer=timer)
         dt = time.perf_counter() - t0
         if k >= warmup:

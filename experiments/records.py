@@ -125,14 +125,31 @@ def train_config(argv: Sequence[str]) -> str | None:
     return _config_text(config_yaml(load_config(TrainConfig, spec, items)))
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def config_changed(config_path: Path, argv: Sequence[str], runs_dir: str | Path) -> bool:
     """Whether the config saved at `config_path` (its paths under `runs_dir`, or already written
-    RUNS) differs from what the training command `argv` resolves to now. False where either is
-    unknown (not a training run, no config saved)."""
+    RUNS) differs from what the training command `argv` resolves to now, on the keys both have.
+    False where either is unknown (not a training run, no config saved).
+
+    A key that exists on one side only (a field added or retired since the run) is a change of
+    the code, not of the run's settings: like any code change it shows in the commit column,
+    and the record stays until its command or a shared key changes.
+    """
     now = train_config(argv)
     if now is None or not config_path.is_file():
         return False
-    return portable(_config_text(config_path.read_text()), runs_dir) != portable(now, runs_dir)
+    then = _flat(yaml.safe_load(portable(_config_text(config_path.read_text()), runs_dir)) or {})
+    now_flat = _flat(yaml.safe_load(portable(now, runs_dir)) or {})
+    return any(then[k] != now_flat[k] for k in then.keys() & now_flat.keys())
 
 
 def record_seed(run_dir: Path, dest: Path, *, marker: str, command: str, runs_dir: str | Path) -> None:

@@ -50,7 +50,7 @@ FAR_ARGS = ("rollout.num_envs=64", "rollout.num_steps=1", "algo.lr=0.0003", "alg
             "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
 # model.value_head=false: the rlhf preset's critic is for PPO. Before issue 15's check refused it, these rows
 # kept it, fitted it to raw reward-model scores through the shared trunk, and collapsed (docs/results.md).
-GRPO_ARGS = ("algo.name=grpo", "algo.advantage=grpo", "algo.reward_norm=false", "model.value_head=false",
+GRPO_ARGS = ("algo.advantage=grpo", "algo.reward_norm=false", "model.value_head=false",
              "rollout.num_envs=64", "rollout.group_size=8", "algo.lr=0.0003",
              "algo.minibatch_size=64", "algo.clip_high=0.28", "algo.entropy_coef=0.001", "algo.kl_coef=0")
 # Dr. GRPO: advantage r - mean(group), no division by the group's std, which turns the small score
@@ -135,7 +135,7 @@ def runs(runs_dir: str | Path = RUNS_DIR) -> tuple[Step, ...]:
         # model.value_head=true: the PPO runs below continue from this warm-start with a critic
         # (the fast-and-right preset itself is GRPO since issue 15 and has none).
         Step("rlhf-sft", "rlhf", "train", ("train", "fast-and-right", "updates=0", "model.value_head=true")),
-        # = rlvlm.rewards.collect_preferences.summary_path of out= (not imported: it pulls torch)
+        # = rlvlm.train.preferences.summary_path of out= (not imported: it pulls torch)
         Step("prefs", "rlhf", "preferences",
              ("preferences", f"policy={sft}", "task=digits", f"n_prompts={N_PROMPTS}", "k=4",
               "weights.mentions=1", "weights.structure=1", "image_size=56", f"out={pairs}"),

@@ -144,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(
         "rlvlm preferences [FILE.yaml] policy=DIR task=digits n_prompts=200 k=4 weights.mentions=1 "
         "weights.structure=1 out=runs/prefs/pairs.jsonl [key=value ...]",
-        "rlvlm.rewards.collect_preferences", "PreferenceConfig"))
+        "rlvlm.train.preferences", "PreferenceConfig"))
     p.add_argument("args", nargs="*", metavar="FILE.yaml key=value")
-    p.set_defaults(func=_config_command("rlvlm.rewards.collect_preferences", "PreferenceConfig", "run_preferences"))
+    p.set_defaults(func=_config_command("rlvlm.train.preferences", "PreferenceConfig", "run_preferences"))
 
     p = sub.add_parser("dpo", add_help=False, help="train a policy with DPO on preference pairs, evaluated like RLHF")
     p.add_argument("-h", "--help", nargs=0, help="list every config field", action=_fields_help(

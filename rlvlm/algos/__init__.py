@@ -11,7 +11,9 @@ Modules:
 - value: clipped value loss, explained variance;
 - kl: k1/k2/k3 estimators and a KL loss; entropy: bonus and adaptive coefficient;
 - normalization: running mean/std, reward scaling; preference: Bradley–Terry, DPO;
-- masked: masked reductions and `aggregate`; enums/registry: the open axes;
+- masked: masked reductions and `aggregate`; enums: the closed choices;
+- batch: `RolloutBatch`, a rollout as tensors; registry/estimators: the open axes
+  (advantage estimators and policy losses by name) and their built-in entries;
 - logprobs: per-token log-probs and entropies from logits, chunked over rows.
 """
 
@@ -25,7 +27,8 @@ from rlvlm.algos.advantages import (
     zero_variance_group_fraction,
 )
 from rlvlm.algos.entropy import EntropyCoefficient, entropy_bonus
-from rlvlm.algos.enums import AdvantageEstimator, AggregationMode, KLEstimator, PolicyLoss, parse_choice
+from rlvlm.algos.batch import RolloutBatch
+from rlvlm.algos.enums import AggregationMode, KLEstimator, parse_choice
 from rlvlm.algos.kl import KL_ESTIMATORS, kl_estimate, kl_k1, kl_k2, kl_k3, kl_loss
 from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.algos.masked import aggregate, masked_mean, masked_sum, masked_var, masked_whiten
@@ -35,37 +38,38 @@ from rlvlm.algos.preference import bradley_terry_loss, dpo_loss
 from rlvlm.algos.registry import (
     ADVANTAGE_ESTIMATORS,
     POLICY_LOSSES,
-    compute_advantages,
-    compute_policy_loss,
-    get_advantage_estimator,
-    get_policy_loss,
+    AdvantageEstimatorSpec,
+    PolicyLossSpec,
+    advantage_estimator,
+    policy_loss,
+    register_advantage,
+    register_policy_loss,
 )
+from rlvlm.algos import estimators as _estimators  # noqa: F401  (registers the built-in entries)
 from rlvlm.algos.value import explained_variance, value_loss
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
-    "AdvantageEstimator",
+    "AdvantageEstimatorSpec",
     "AggregationMode",
     "EntropyCoefficient",
     "KLEstimator",
-    "PolicyLoss",
+    "PolicyLossSpec",
+    "RolloutBatch",
     "RewardScaler",
     "RunningMeanStd",
     "action_logprob",
     "aggregate",
     "bradley_terry_loss",
-    "compute_advantages",
-    "compute_policy_loss",
+    "advantage_estimator",
     "discounted_returns",
     "dpo_loss",
     "dr_grpo_advantages",
     "entropy_bonus",
     "explained_variance",
     "gae",
-    "get_advantage_estimator",
-    "get_policy_loss",
     "grpo_advantages",
     "kl_estimate",
     "kl_k1",
@@ -77,8 +81,11 @@ __all__ = [
     "masked_var",
     "masked_whiten",
     "parse_choice",
+    "policy_loss",
     "ppo_clip_loss",
     "reinforce_loss",
+    "register_advantage",
+    "register_policy_loss",
     "reinforce_pp_advantages",
     "rloo_advantages",
     "sequence_logprob",

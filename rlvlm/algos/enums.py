@@ -1,13 +1,13 @@
 """The open axes of the RL algorithms, as string enums.
 
 Each member's value is the exact string a config file or CLI override uses
-(`algo.advantage=rloo`), so a config string maps to a member with
-`parse_choice(AdvantageEstimator, "rloo", field="algo.advantage")`, which fails
-with a `ConfigError` naming the field and the close matches.
+(`algo.aggregation=seq_mean`), so a config string maps to a member with
+`parse_choice(AggregationMode, "seq_mean", field="algo.aggregation")`, which
+fails with a `ConfigError` naming the field and the close matches.
 
-This module holds only the enums and the parser; `registry.py` maps the enums to
-functions. Keeping them apart lets every algos module import its enum without
-import cycles.
+These are the closed axes (fixed sets of reductions and estimators inside one
+loss). The open axes, advantage estimators and policy losses, are registries
+(`registry.py`) that code outside the library can extend.
 """
 
 from __future__ import annotations
@@ -18,33 +18,6 @@ from typing import TypeVar
 from rlvlm.errors import ConfigError, did_you_mean
 
 E = TypeVar("E", bound=StrEnum)
-
-
-class AdvantageEstimator(StrEnum):
-    """How advantages are estimated from rewards."""
-
-    GAE = "gae"  # critic + generalised advantage estimation (PPO, RL4VLM)
-    GRPO = "grpo"  # group mean/std normalised (DeepSeekMath)
-    DR_GRPO = "dr_grpo"  # group mean-centred, no std division (Dr. GRPO)
-    RLOO = "rloo"  # leave-one-out group baseline (Ahmadian et al., 2024)
-    REINFORCE_PP = "reinforce_pp"  # global batch whitening (REINFORCE++)
-
-    @property
-    def needs_critic(self) -> bool:
-        """True when the estimator needs value estimates (a value head)."""
-        return self is AdvantageEstimator.GAE
-
-    @property
-    def needs_groups(self) -> bool:
-        """True when the estimator needs group ids (G samples per prompt/seed)."""
-        return self in (AdvantageEstimator.GRPO, AdvantageEstimator.DR_GRPO, AdvantageEstimator.RLOO)
-
-
-class PolicyLoss(StrEnum):
-    """The policy-gradient surrogate."""
-
-    PPO_CLIP = "ppo_clip"  # clipped surrogate with clip-higher and dual clip
-    REINFORCE = "reinforce"  # unclipped importance-weighted surrogate -r·A
 
 
 class AggregationMode(StrEnum):

@@ -1,118 +1,133 @@
-"""Registries for the open axes, and uniform entry points for the trainer.
+"""The open axes the trainer calls: advantage estimators and policy losses.
 
-The raw functions have the signatures their math needs (GAE wants values and
-dones, GRPO wants group ids). The trainer holds one config and calls
-`compute_advantages` / `compute_policy_loss`, which pass each function only the
-inputs it uses and say which input is missing, rather than failing deep inside.
+An advantage estimator is `fn(batch, cfg) -> (advantages, returns)`: it reads
+a `RolloutBatch` (rewards already shaped) and the algorithm config (`gamma`,
+`lam`, ... read as attributes), and returns two `(B,)` tensors, one per
+transition: the advantages the policy loss weighs, and the returns a critic
+would regress on. It declares what it needs, and the trainer obeys:
+
+- `needs_critic`: values for every step (a value head, rollouts collected with
+  values); a critic is trained only for such an estimator;
+- `needs_groups`: groups of >= 2 episodes from one reset seed
+  (`rollout.group_size`);
+- `whole_episodes`: the rollout plays every episode to its end
+  (`collect_episodes`) instead of T lockstep steps (`collect_steps`).
+
+A policy loss is `fn(logp, old_logp, advantages, mask, cfg) -> (loss, metrics)`:
+`(B,)` action log-probs with mask None, or `(B, Tc)` token log-probs with the
+`(B, Tc)` completion mask; `cfg` gives the clip range and the aggregation.
+
+Register with the decorators; the names are what `algo.advantage` and
+`algo.policy_loss` accept. The built-in entries are in `estimators.py`.
+
+    @register_advantage("my_estimator", whole_episodes=True)
+    def my_estimator(batch, cfg):
+        ret, _, row = batch.episode_sums(batch.rewards)
+        return (ret - ret.mean())[row], ret[row]
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
-from rlvlm.algos.advantages import (
-    dr_grpo_advantages,
-    gae,
-    grpo_advantages,
-    reinforce_pp_advantages,
-    rloo_advantages,
-)
-from rlvlm.algos.enums import AdvantageEstimator, AggregationMode, PolicyLoss, parse_choice
-from rlvlm.algos.policy_loss import ppo_clip_loss, reinforce_loss
+from rlvlm.algos.batch import RolloutBatch
+from rlvlm.errors import ConfigError, did_you_mean
 
-ADVANTAGE_ESTIMATORS: dict[AdvantageEstimator, Callable[..., object]] = {
-    AdvantageEstimator.GAE: gae,
-    AdvantageEstimator.GRPO: grpo_advantages,
-    AdvantageEstimator.DR_GRPO: dr_grpo_advantages,
-    AdvantageEstimator.RLOO: rloo_advantages,
-    AdvantageEstimator.REINFORCE_PP: reinforce_pp_advantages,
-}
-
-POLICY_LOSSES: dict[PolicyLoss, Callable[..., tuple[torch.Tensor, dict[str, float]]]] = {
-    PolicyLoss.PPO_CLIP: ppo_clip_loss,
-    PolicyLoss.REINFORCE: reinforce_loss,
-}
+AdvantageFn = Callable[[RolloutBatch, Any], tuple[torch.Tensor, torch.Tensor]]
+PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
 
-def get_advantage_estimator(name: AdvantageEstimator | str) -> Callable[..., object]:
-    """The raw estimator function for a config string; `ConfigError` if unknown."""
-    return ADVANTAGE_ESTIMATORS[parse_choice(AdvantageEstimator, name, field="algo.advantage")]
+@dataclass(frozen=True)
+class AdvantageEstimatorSpec:
+    """A registered estimator and what it needs from the rollout."""
+
+    name: str
+    fn: AdvantageFn
+    needs_critic: bool
+    needs_groups: bool
+    whole_episodes: bool
+    summary: str
+
+    def __call__(self, batch: RolloutBatch, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advantages and returns, checked: one finite-shaped `(B,)` pair per transition."""
+        if self.needs_critic:
+            batch.require_values(f"algo.advantage={self.name}")
+        adv, ret = self.fn(batch, cfg)
+        for what, x in (("advantages", adv), ("returns", ret)):
+            if not torch.is_tensor(x) or tuple(x.shape) != (len(batch),):
+                shape = list(x.shape) if torch.is_tensor(x) else type(x).__name__
+                raise ValueError(f"advantage estimator {self.name!r} returned {what} of shape {shape}; "
+                                 f"expected [{len(batch)}] (one per transition)")
+        return adv, ret
 
 
-def get_policy_loss(name: PolicyLoss | str) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
-    """The raw policy-loss function for a config string; `ConfigError` if unknown."""
-    return POLICY_LOSSES[parse_choice(PolicyLoss, name, field="algo.policy_loss")]
+@dataclass(frozen=True)
+class PolicyLossSpec:
+    name: str
+    fn: PolicyLossFn
+    summary: str
 
 
-def _require(estimator: AdvantageEstimator, **inputs: torch.Tensor | None) -> None:
-    missing = [k for k, v in inputs.items() if v is None]
-    if missing:
-        raise ValueError(f"advantage estimator {estimator.value!r} needs {', '.join(missing)}, which was not given")
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimatorSpec] = {}
+POLICY_LOSSES: dict[str, PolicyLossSpec] = {}
 
 
-def compute_advantages(
-    estimator: AdvantageEstimator | str,
-    *,
-    rewards: torch.Tensor,
-    values: torch.Tensor | None = None,
-    dones: torch.Tensor | None = None,
-    last_values: torch.Tensor | None = None,
-    truncated: torch.Tensor | None = None,
-    truncation_values: torch.Tensor | None = None,
-    group_ids: torch.Tensor | None = None,
-    gamma: float = 0.99,
-    lam: float = 0.95,
-    eps: float = 1e-6,
-    reinforce_baseline: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advantages and value targets with the named estimator.
+def _first_line(fn: Callable, summary: str | None) -> str:
+    if summary:
+        return summary
+    doc = (fn.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else fn.__name__
 
-    - gae: rewards, values, dones, truncated, truncation_values `(T, N)`,
-      last_values `(N,)` → (advantages, returns) `(T, N)`; see `gae`.
-    - grpo / dr_grpo / rloo: rewards, group_ids `(B,)` → advantages `(B,)`;
-      returns = rewards (there is no critic to fit).
-    - reinforce_pp: rewards `(B,)` (group_ids only with reinforce_baseline).
+
+def register_advantage(name: str, *, needs_critic: bool = False, needs_groups: bool = False,
+                       whole_episodes: bool | None = None, summary: str | None = None,
+                       replace: bool = False) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: register `fn(batch, cfg) -> (advantages, returns)` under `name`.
+
+    `whole_episodes` defaults to `not needs_critic`: a critic bootstraps across
+    the rollout boundary, an estimator without one needs complete returns.
+    A second registration of a name fails unless `replace=True`.
     """
-    kind = parse_choice(AdvantageEstimator, estimator, field="algo.advantage")
-    if kind is AdvantageEstimator.GAE:
-        _require(kind, values=values, dones=dones, last_values=last_values)
-        return gae(
-            rewards, values, dones, last_values,
-            gamma=gamma, lam=lam, truncated=truncated, truncation_values=truncation_values,
-        )  # fmt: skip
-    if kind is AdvantageEstimator.REINFORCE_PP:
-        if reinforce_baseline:
-            _require(kind, group_ids=group_ids)
-        adv = reinforce_pp_advantages(rewards, group_ids, eps, baseline=reinforce_baseline)
-    elif kind is AdvantageEstimator.GRPO:
-        _require(kind, group_ids=group_ids)
-        adv = grpo_advantages(rewards, group_ids, eps)
-    else:
-        _require(kind, group_ids=group_ids)
-        adv = ADVANTAGE_ESTIMATORS[kind](rewards, group_ids)
-    return adv, rewards.to(adv.dtype)
+    def deco(fn: AdvantageFn) -> AdvantageFn:
+        if name in ADVANTAGE_ESTIMATORS and not replace:
+            raise ValueError(f"advantage estimator {name!r} is already registered; pass replace=True to override")
+        ADVANTAGE_ESTIMATORS[name] = AdvantageEstimatorSpec(
+            name, fn, needs_critic, needs_groups, (not needs_critic) if whole_episodes is None else whole_episodes,
+            _first_line(fn, summary))
+        return fn
+    return deco
 
 
-def compute_policy_loss(
-    kind: PolicyLoss | str,
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    *,
-    aggregation: AggregationMode | str = AggregationMode.TOKEN_MEAN,
-    norm_constant: float | None = None,
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The named policy loss; clip settings reach only the losses that clip."""
-    loss_kind = parse_choice(PolicyLoss, kind, field="algo.policy_loss")
-    common = dict(aggregation=aggregation, norm_constant=norm_constant)
-    if loss_kind is PolicyLoss.PPO_CLIP:
-        return ppo_clip_loss(
-            logp, old_logp, advantages, mask, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, **common
-        )
-    return POLICY_LOSSES[loss_kind](logp, old_logp, advantages, mask, **common)
+def register_policy_loss(name: str, *, summary: str | None = None,
+                         replace: bool = False) -> Callable[[PolicyLossFn], PolicyLossFn]:
+    """Decorator: register `fn(logp, old_logp, advantages, mask, cfg) -> (loss, metrics)` under `name`."""
+    def deco(fn: PolicyLossFn) -> PolicyLossFn:
+        if name in POLICY_LOSSES and not replace:
+            raise ValueError(f"policy loss {name!r} is already registered; pass replace=True to override")
+        POLICY_LOSSES[name] = PolicyLossSpec(name, fn, _first_line(fn, summary))
+        return fn
+    return deco
+
+
+def advantage_estimator(name: str) -> AdvantageEstimatorSpec:
+    """The registered estimator `name`; a ConfigError naming `algo.advantage` and the choices if unknown."""
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"algo.advantage={name!r} is not a registered advantage estimator"
+                          f"{did_you_mean(str(name), ADVANTAGE_ESTIMATORS)}; choose one of "
+                          f"{', '.join(ADVANTAGE_ESTIMATORS)} (or register one with "
+                          "rlvlm.algos.register_advantage)") from None
+
+
+def policy_loss(name: str) -> PolicyLossSpec:
+    """The registered policy loss `name`; a ConfigError naming `algo.policy_loss` if unknown."""
+    try:
+        return POLICY_LOSSES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"algo.policy_loss={name!r} is not a registered policy loss"
+                          f"{did_you_mean(str(name), POLICY_LOSSES)}; choose one of {', '.join(POLICY_LOSSES)} "
+                          "(or register one with rlvlm.algos.register_policy_loss)") from None

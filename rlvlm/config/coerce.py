@@ -182,7 +182,15 @@ def _coerce_sequence(value: Any, tp: Any, key: str, where: str) -> Any:
     return origin(coerce(v, elem, f"{key}[{i}]", where) for i, v in enumerate(value))
 
 
+# Keys a release removed, with what replaces them; config modules add theirs, so an
+# old preset or command fails with the fix instead of a bare "unknown key".
+RETIRED_KEYS: dict[str, str] = {}
+
+
 def _unknown_key(root: tuple[type, str], key: str, where: str) -> ConfigError:
+    place = f" in {where}" if where else ""
+    if key in RETIRED_KEYS:
+        return ConfigError(f"config key '{key}'{place} was removed; fix: {RETIRED_KEYS[key]}")
     keys = all_keys(*root)
     leaf = key.rsplit(".", 1)[-1]
     # A key typed without its section (`clip_low=`) is found by its last part.
@@ -193,7 +201,6 @@ def _unknown_key(root: tuple[type, str], key: str, where: str) -> ConfigError:
         siblings = [k for k in keys if k.startswith(section) and "." not in k[len(section):]]
         if 0 < len(siblings) <= 15:
             hint = f" (valid keys here: {', '.join(siblings)})"
-    place = f" in {where}" if where else ""
     return ConfigError(f"unknown config key '{key}'{place}{hint}")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlvlm.envs.parsing import DEFAULT_MAX_CHARS, ParsedAction, parse_action
-from rlvlm.envs.render import to_array
+from rlvlm.tasks.render import to_array
 from rlvlm.errors import ConfigError, RlvlmError, did_you_mean
 
 PROMPT_STYLES = ("cot", "action_only")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from rlvlm.envs.base import TextImageEnv, check_float, reply_format
 from rlvlm.envs.cards import RANKS, deal, rank_value
-from rlvlm.envs.render import card_row, draw_text, new_canvas
+from rlvlm.tasks.render import card_row, draw_text, new_canvas
 from rlvlm.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ Rules (../shared/MISSION.md):
 from __future__ import annotations
 
 from rlvlm.envs.base import TextImageEnv, check_int, reply_format
-from rlvlm.envs.render import draw_text, fit_size, new_canvas
+from rlvlm.tasks.render import draw_text, fit_size, new_canvas
 from rlvlm.errors import ConfigError
 
 

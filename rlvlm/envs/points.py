@@ -34,7 +34,7 @@ from PIL import ImageDraw
 from rlvlm.envs.base import TextImageEnv, check_choice, check_float, check_int, reply_format
 from rlvlm.envs.cards import RANKS, SUITS, deal, rank_value
 from rlvlm.envs.formula import FormulaError, complete, evaluate, is_solvable, is_viable_prefix
-from rlvlm.envs.render import card_row, draw_text, new_canvas
+from rlvlm.tasks.render import card_row, draw_text, new_canvas
 from rlvlm.errors import ConfigError
 
 _MAX_DEAL_TRIES = 10_000

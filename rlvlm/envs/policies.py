@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlvlm.envs.base import TextImageEnv
+from rlvlm.envs.vector import make_env
 from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError, did_you_mean
 
@@ -37,7 +38,6 @@ class TextPolicy(Protocol):
 def _resolve(env_or_id, env_kwargs: dict):
     """(outermost env, base env, AskForHelp wrapper or None)."""
     if isinstance(env_or_id, str):
-        from rlvlm.envs.vector import make_env
 
         env = make_env(env_or_id, **env_kwargs)
     elif hasattr(env_or_id, "envs") and not isinstance(env_or_id, gym.Env):  # a sync vector env

@@ -18,7 +18,7 @@ from PIL import Image
 
 from rlvlm.envs.policies import TextPolicy, make_policy
 from rlvlm.envs.vector import make_env
-from rlvlm.eval.help import EPISODE_KEYS, help_metrics
+from rlvlm.envs.help_metrics import EPISODE_KEYS, help_metrics
 from rlvlm.errors import ConfigError
 
 # Per-episode info keys copied into the report when present (help-seeking).

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rlvlm.eval.help import help_metrics
+from rlvlm.envs.help_metrics import help_metrics
 from rlvlm.models.policy import SamplingConfig
 from rlvlm.models.seeding import private_stream
 from rlvlm.rollout.collector import Collector

@@ -22,6 +22,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from rlvlm.envs.parsing import parse_action
+from rlvlm.envs.vector import make_env
+from rlvlm.eval.episodes import EVAL_SEED_OFFSET
+from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.models.reward_model import load_reward_model
+from rlvlm.tasks.answers import vqa_accuracy
 
 
 def ranking_stats(correct: np.ndarray, scores: np.ndarray) -> dict:
@@ -53,12 +59,6 @@ def check(policy_dir: str, rm_dir: str, *, n: int = 200, k: int = 8, task: str =
     """Sample k replies to n test questions with the policy and rank them with the reward model."""
     import torch
 
-    from rlvlm.envs.parsing import parse_action
-    from rlvlm.envs.vector import make_env
-    from rlvlm.eval.episodes import EVAL_SEED_OFFSET
-    from rlvlm.models.policy import SamplingConfig, load_policy
-    from rlvlm.models.reward_model import load_reward_model
-    from rlvlm.tasks.answers import vqa_accuracy
 
     torch.manual_seed(seed)
     policy = load_policy(policy_dir, value_head=False, reference="none")

@@ -4,11 +4,17 @@
 hub id (`Qwen/Qwen2.5-VL-3B-Instruct`) or a directory (an `rlvlm tiny-model`
 build, or a saved policy) with no per-name special cases.
 
-`Policy.sample` generates for a batch of observations and returns `Sample`s
-carrying everything PPO needs from the rollout: token ids, log-probs under the
-sampling distribution, the value of the prompt, timing, and thought/action
-masks. `Policy.score` recomputes log-probs, entropies and values with grad
-for the same tokens under the same prompts.
+A `Policy` holds the parts of one model and the code that loads and saves
+them: the processor, the (LoRA-wrapped) model, the value head, the frozen KL
+reference, and two collaborators:
+
+- `policy.generator` (a registered backend, `model.decoder`; generators.py)
+  samples: `Policy.sample` returns `Sample`s carrying everything PPO needs
+  from the rollout (token ids, log-probs under the sampling distribution, the
+  prompt's value, timing, thought/action masks);
+- `policy.learner` (learner.py) is the trainable module with a `forward`,
+  the part DDP/FSDP wrap: `Policy.score` re-scores completions through it
+  with grad, under the same prompts and images.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import copy
 import json
 import logging
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,17 +31,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from rlvlm.errors import ConfigError, ModelSetupError
+from rlvlm.errors import ConfigError, ModelSetupError, did_you_mean
 from rlvlm.models import lora as lora_mod
-from rlvlm.models.batching import (
-    Sample, chat_prompt, encode_prompts, observation_parts,
-)
-from rlvlm.algos.logprobs import token_logprobs
-from rlvlm.models import shared_prefix
+from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
+from rlvlm.models.generators import eval_mode, generator_backend
+from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, score_completions
+from rlvlm.models.processors import load_processor
 from rlvlm.models.spans import thought_action_masks
-from rlvlm.models.token_rules import (
-    block_ids, cut_at_stop, pad_rows, split_by_image, StepClock, stop_token_ids, turn_end_ids, vision_token_ids,
-)
+from rlvlm.models.token_rules import split_by_image, stop_token_ids, turn_end_ids, vision_token_ids
 from rlvlm.models.value_head import ValueHead
 
 log = logging.getLogger(__name__)
@@ -66,18 +69,6 @@ class SamplingConfig:
 
 
 @dataclass
-class ScoreOutput:
-    """Re-scored completions, right-padded to `Tc` tokens."""
-
-    logprobs: torch.Tensor  # (B, Tc) log_softmax(logits / T) of each completion token, with grad
-    entropy: torch.Tensor  # (B, Tc) entropy of that distribution
-    values: torch.Tensor | None  # (B,) value of the prompt, or None without a value head
-    mask: torch.Tensor  # (B, Tc) bool, real completion tokens
-    thought_mask: torch.Tensor  # (B, Tc) bool
-    action_mask: torch.Tensor  # (B, Tc) bool
-
-
-@dataclass
 class PolicyOptions:
     """Everything `load_policy` takes besides the model name; saved with the policy."""
 
@@ -102,8 +93,7 @@ class PolicyOptions:
     def validate(self) -> None:
         if self.dtype not in _DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {', '.join(_DTYPES)}")
-        if self.decoder not in ("rlvlm", "hf"):
-            raise ConfigError(f"model.decoder={self.decoder!r} must be rlvlm (own sampling loop) or hf (generate)")
+        generator_backend(self.decoder)  # a ConfigError naming model.decoder and the registered backends
         if self.logprob_chunk < 0:
             raise ConfigError(f"model.logprob_chunk={self.logprob_chunk} must be >= 0 (0: no chunking)")
         if self.reference not in ("auto", "copy", "none"):
@@ -119,11 +109,12 @@ def load_policy(name_or_path: str | Path, options: PolicyOptions | None = None, 
     options = copy.deepcopy(options) if options is not None else PolicyOptions()
     saved = Path(name_or_path) / POLICY_FILE
     saved_state = json.loads(saved.read_text()) if saved.is_file() else None
-    if saved_state is not None and options == PolicyOptions() and not overrides:
+    if saved_state is not None and options == PolicyOptions():
+        # A saved policy loads with the options it was saved with (its LoRA, value head, ...);
+        # keyword overrides then change single fields (e.g. device="cuda").
         options = _options_from_dict(saved_state["options"])
     for key, value in overrides.items():
         if not hasattr(options, key):
-            from rlvlm.errors import did_you_mean
 
             raise ConfigError(f"load_policy got unknown option {key!r}{did_you_mean(key, asdict(options))}")
         setattr(options, key, value)
@@ -147,7 +138,6 @@ class Policy(nn.Module):
         super().__init__()
         from transformers import AutoModelForImageTextToText
 
-        from rlvlm.models.processors import load_processor
 
         self.name_or_path = name_or_path
         self.options = options
@@ -192,10 +182,16 @@ class Policy(nn.Module):
         self.reference = None
         if options.reference == "copy":
             self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
+        self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
+            encode=self._encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=[],
+            share_prompts=options.share_prompts, gradient_checkpointing=options.gradient_checkpointing,
+            logprob_chunk=options.logprob_chunk))
+        self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)
         self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
         self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
         self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
+        self.learner.setup.blocked_ids = self.blocked_token_ids
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -245,85 +241,7 @@ class Policy(nn.Module):
     def _sample_batch(self, parts, sampling: SamplingConfig) -> list[Sample]:
         images = [im for im, _ in parts]
         prompts = [self.build_prompt(text, im is not None) for im, text in parts]
-        if self.options.decoder == "rlvlm":
-            return self._sample_shared(prompts, images, sampling)
-        enc = self._encode(prompts, images)
-        P = enc["input_ids"].shape[1]
-        clock = StepClock(self.blocked_token_ids)
-        greedy = sampling.temperature == 0
-        gen_kwargs = dict(
-            max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
-            return_dict_in_generate=True, output_logits=True, logits_processor=[clock],
-            eos_token_id=self.stop_token_ids, pad_token_id=self.tokenizer.pad_token_id,
-        )
-        if not greedy:
-            gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        with self._eval_mode(), self._capture_prompt_hidden() as captured:
-            clock.start()
-            gen = self.model.generate(**enc, **gen_kwargs)
-        seqs = gen.sequences[:, P:]
-        temp = 1.0 if greedy else sampling.temperature
-        # (B, Tc, V) logits -> log-probs of the chosen tokens under softmax(logits / T).
-        logits = block_ids(torch.stack(gen.logits, dim=1).float(), self.blocked_token_ids)
-        chosen = torch.log_softmax(logits / temp, dim=-1).gather(-1, seqs[:, : logits.shape[1], None]).squeeze(-1)
-        values = None
-        if self.value_head is not None and captured:
-            values = self.value_head(captured[0]).tolist()
-        rows = [(r // sampling.n, r // sampling.n) for r in range(seqs.shape[0])]
-        return self._to_samples(prompts, images, enc, rows, seqs.tolist(), chosen.tolist(), values, temp,
-                                clock.elapsed_at)
-
-    def _sample_shared(self, prompts, images, sampling: SamplingConfig) -> list[Sample]:
-        """Sampling with the own decode loop: each distinct prompt is encoded and prefilled once."""
-        if self.options.share_prompts:
-            first, inverse = shared_prefix.unique_prompts(prompts, images)
-        else:
-            first, inverse = list(range(len(prompts))), list(range(len(prompts)))
-        enc = self._encode([prompts[i] for i in first], [images[i] for i in first])
-        rows = [u for u in inverse for _ in range(sampling.n)]  # observation-major, n per observation
-        with self._eval_mode():
-            dec = shared_prefix.decode(
-                self.model, self.hf, enc, rows, max_new_tokens=sampling.max_new_tokens,
-                temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=self.stop_token_ids,
-                pad_id=self.tokenizer.pad_token_id, blocked=self.blocked_token_ids,
-                want_hidden=self.value_head is not None, static_cache=self.options.static_cache)
-        values = None
-        if dec.prompt_hidden is not None:
-            per_prompt = self.value_head(dec.prompt_hidden).tolist()
-            values = [per_prompt[u] for u in rows]
-        temp = 1.0 if sampling.temperature == 0 else sampling.temperature
-        return self._to_samples(prompts, images, enc, [(first[u], u) for u in rows], dec.tokens.tolist(),
-                                dec.logprobs.tolist(), values, temp, dec.elapsed_at)
-
-    def _to_samples(self, prompts, images, enc, rows, tokens, logprobs, values, temp, elapsed_at) -> list[Sample]:
-        """One Sample per output row; rows[r] = (observation index, row of `enc` holding its prompt).
-
-        tokens / logprobs / values are per output row (values may be None);
-        elapsed_at(n) is the batch's wall-clock when a reply of n tokens stopped.
-        """
-        samples = []
-        for r, (src, e) in enumerate(rows):
-            ids, stopped = cut_at_stop(tokens[r], self.stop_token_ids)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            thought, action = thought_action_masks(self.tokenizer, ids, text)
-            prompt_ids = enc["input_ids"][e][enc["attention_mask"][e].bool()].tolist()
-            samples.append(Sample(
-                prompt_text=prompts[src], image=images[src], prompt_ids=prompt_ids, completion_ids=ids,
-                text=text, logprobs=logprobs[r][: len(ids)], thought_mask=thought, action_mask=action,
-                temperature=temp, value=None if values is None else values[r],
-                gen_seconds=elapsed_at(len(ids)), truncated=not stopped,
-            ))
-        return samples
-
-    @contextmanager
-    def _eval_mode(self):
-        """Sampling runs the model in eval mode and leaves its train/eval state as it found it."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
+        return self.generator.generate(prompts, images, sampling)
 
     @torch.no_grad()
     def values(self, observations: Sequence[Any]) -> list[float]:
@@ -370,123 +288,27 @@ class Policy(nn.Module):
         samples = self.samples_from_text(observations, completions)
         for s in samples:
             s.temperature = float(temperature)
-        with self._eval_mode():
+        with eval_mode(self.model):
             out = self.score(samples)
         for i, s in enumerate(samples):
             s.logprobs = out.logprobs[i, : s.num_tokens].tolist()
             s.meta["forced"] = True
         return samples
 
-    @contextmanager
-    def _capture_prompt_hidden(self):
-        """Capture the decoder's last hidden state at the last prompt token during prefill.
-
-        The value comes from the same forward pass that samples, so no extra
-        pass over the prompt is needed. Only the first (prefill) call is kept.
-        """
-        captured: list[torch.Tensor] = []
-        if self.value_head is None:
-            yield captured
-            return
-
-        def hook(_module, _args, output):
-            if not captured:
-                hs = output[0] if isinstance(output, tuple) else output.last_hidden_state
-                captured.append(hs[:, -1].detach())
-
-        handle = self.hf.get_decoder().register_forward_hook(hook)
-        try:
-            yield captured
-        finally:
-            handle.remove()
-
     # --------------------------------------------------------------- scoring
     def score(self, samples: Sequence[Sample], *, use_reference: bool = False) -> ScoreOutput:
         """Per-token log-probs, entropies (and values) of the samples' completions.
 
-        With grad unless called under `torch.no_grad()`. Each sample is scored
-        under exactly the prompt and image it was sampled with. Results are in
-        input order, right-padded to the longest completion.
+        The learner's forward (with grad unless called under `torch.no_grad()`),
+        or with `use_reference` the frozen reference: a copy, or the model with its
+        LoRA adapter disabled. Each sample is scored under exactly the prompt and
+        image it was sampled with; results are in input order, right-padded.
         """
-        if not samples:
-            raise ValueError("score() needs at least one sample")
-        Tc = max(s.num_tokens for s in samples)
-        dev = self.device
-        B = len(samples)
-        logprobs = torch.zeros((B, Tc), device=dev)
-        entropy = torch.zeros((B, Tc), device=dev)
-        values = torch.zeros((B,), device=dev) if self.value_head is not None and not use_reference else None
-        pieces = []
-        for idx in split_by_image([(s.image, s.prompt_text) for s in samples]):
-            lp, ent, val = self._score_batch([samples[i] for i in idx], Tc, use_reference)
-            pieces.append((idx, lp, ent, val))
-        if len(pieces) == 1 and pieces[0][0] == list(range(B)):
-            _, logprobs, entropy, v = pieces[0]
-            values = v if values is not None else None
-        else:  # scatter back into input order (keeps autograd through index_put)
-            for idx, lp, ent, val in pieces:
-                index = torch.as_tensor(idx, device=dev)
-                logprobs = logprobs.index_put((index,), lp)
-                entropy = entropy.index_put((index,), ent)
-                if values is not None:
-                    values = values.index_put((index,), val)
-        mask = torch.zeros((B, Tc), dtype=torch.bool, device=dev)
-        thought = torch.zeros_like(mask)
-        action = torch.zeros_like(mask)
-        for i, s in enumerate(samples):
-            n = s.num_tokens
-            mask[i, :n] = True
-            thought[i, :n] = torch.as_tensor(s.thought_mask, dtype=torch.bool)
-            action[i, :n] = torch.as_tensor(s.action_mask, dtype=torch.bool)
-        return ScoreOutput(logprobs * mask, entropy * mask, values, mask, thought, action)
-
-    def _score_batch(self, samples: Sequence[Sample], Tc: int, use_reference: bool):
-        model = self._reference_model() if use_reference else self.model
-        want_hidden = self.value_head is not None and not use_reference
-        ctx = self._lora_disabled() if use_reference and self.reference is None else nullcontext()
-        comps = [s.completion_ids for s in samples]
-        # Prompt sharing needs the KV cache in the grad pass; gradient checkpointing turns the cache off.
-        if self.options.share_prompts and not self.options.gradient_checkpointing:
-            first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples],
-                                                          [s.image for s in samples])
-            enc = self._encode([samples[i].prompt_text for i in first], [samples[i].image for i in first])
-            with ctx:
-                pieces, hidden = shared_prefix.score_logits(model, self.hf, enc, inverse, comps,
-                                                            self.tokenizer.pad_token_id, want_hidden)
-            n_c = sum(x.shape[1] for x in pieces)
-            targets, _ = pad_rows(comps, n_c, self.tokenizer.pad_token_id, self.device)
-            val = None
-            if want_hidden:
-                val = self.value_head(hidden).index_select(0, torch.as_tensor(inverse, device=self.device))
-        else:
-            enc = self._encode([s.prompt_text for s in samples], [s.image for s in samples])
-            pos, inputs = shared_prefix.completion_positions(self.hf, enc, comps, self.tokenizer.pad_token_id)
-            inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
-            kw = {k: v for k, v in inputs.items() if k != "input_ids"}
-            kw["position_ids"] = pos.to(self.device)
-            n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
-            with ctx:
-                # Logits only where they predict completion tokens (the last n_c + 1
-                # positions): the prompt's full-vocabulary logits are never built.
-                out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,
-                            output_hidden_states=want_hidden, use_cache=False)
-            pieces = [out.logits[:, :-1]]
-            targets = inputs["input_ids"][:, -n_c:] if n_c else inputs["input_ids"][:, :0]
-            val = None
-            if want_hidden:
-                val = self.value_head(out.hidden_states[-1][:, enc["input_ids"].shape[1] - 1])
-        temps = torch.tensor([s.temperature for s in samples], device=self.device)
-        lps, ents, t = [], [], 0
-        for x in pieces:
-            lp, ent = token_logprobs(x, targets[:, t:t + x.shape[1]], temps, self.blocked_token_ids,
-                                     self.options.logprob_chunk)
-            lps.append(lp)
-            ents.append(ent)
-            t += x.shape[1]
-        lp, ent = torch.cat(lps, dim=1), torch.cat(ents, dim=1)
-        lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
-        ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
-        return lp, ent, val
+        if not use_reference:
+            return self.learner(samples)
+        if self.reference is not None:
+            return score_completions(self.reference, self.hf, self.learner.setup, samples)
+        return score_completions(self.model, self.hf, self.learner.setup, samples, context=self._lora_disabled)
 
     @torch.no_grad()
     def reference_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from rlvlm.errors import ConfigError, did_you_mean
+from rlvlm.models.processors import image_only_processor_class, image_processor_class
 from rlvlm.models.seeding import private_stream
 from rlvlm.models.tokenizer import train_bpe_tokenizer
 
@@ -95,7 +96,6 @@ def _image_kwargs(size: int) -> dict:
 def _build_llava(s: dict, ids: dict, tok):
     from transformers import CLIPVisionConfig, LlavaConfig, LlavaProcessor
 
-    from rlvlm.models.processors import image_processor_class
 
     grid = s["image_size"] // s["patch"]
     vision = CLIPVisionConfig(
@@ -139,7 +139,6 @@ def _qwen_text(s: dict, ids: dict) -> dict:
 def _qwen_processor(s: dict, tok, arch: str):
     from transformers import Qwen2VLProcessor
 
-    from rlvlm.models.processors import image_only_processor_class, image_processor_class
 
     pixels = s["image_size"] * s["image_size"]
     ip = image_processor_class("Qwen2VLImageProcessor")(
@@ -193,7 +192,6 @@ def _build_qwen2_5_vl(s: dict, ids: dict, tok):
 def _build_idefics3(s: dict, ids: dict, tok):
     from transformers import Idefics3Config, Idefics3Processor
 
-    from rlvlm.models.processors import image_processor_class
 
     grid = s["image_size"] // s["patch"]
     scale = 2
@@ -219,7 +217,6 @@ def _build_idefics3(s: dict, ids: dict, tok):
 def _build_gemma3(s: dict, ids: dict, tok):
     from transformers import Gemma3Config, Gemma3Processor
 
-    from rlvlm.models.processors import image_processor_class
 
     grid = s["image_size"] // s["patch"]
     tokens_per_side = grid // 2

@@ -46,6 +46,8 @@ from numbers import Real
 from pathlib import Path
 
 from rlvlm.errors import ConfigError, RlvlmError
+from rlvlm.models.reward_model import load_reward_model
+from rlvlm.rewards.preferences import check_weights, score_reply
 
 # info keys that score_reply reads from a record (VisualQA's info carries all of them).
 RECORD_KEYS = ("question", "answers", "facts", "choices")
@@ -55,7 +57,6 @@ _RM_CONFIG = "rlvlm_reward_model.json"  # written by RewardModel.save (kept in s
 
 # ------------------------------------------------------------ heuristic ---
 def _check_scorers(scorers) -> dict[str, float]:
-    from rlvlm.rewards.preferences import check_weights
 
     try:
         return check_weights(scorers)
@@ -82,7 +83,6 @@ def heuristic(scorers: Mapping[str, float] | None = None):
     weights = _check_scorers(dict(scorers) if isinstance(scorers, Mapping) else scorers)
 
     def heuristic_reward(sample, info) -> float | None:
-        from rlvlm.rewards.preferences import score_reply
 
         if "question" not in info or "answers" not in info or info.get("help_action") == "ask":
             return None
@@ -130,7 +130,6 @@ class RewardModelReward:
     @property
     def model(self):
         if self._model is None:  # lazy: validating a config must not load a VLM
-            from rlvlm.models.reward_model import load_reward_model
 
             self._model = load_reward_model(self.path, device=self.device).eval()
         return self._model

@@ -27,10 +27,12 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from rlvlm.algos.batch import RolloutBatch
 from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError
-from rlvlm.eval.help import help_episode_fields
+from rlvlm.envs.help_metrics import help_episode_fields
 from rlvlm.models.batching import Sample
+from rlvlm.rollout.batch import build_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +58,22 @@ class Transition:
 
 @dataclass
 class Rollout:
-    """What passes from rollout/ to train/: transitions plus bootstrap values."""
+    """What passes from rollout/ to train/: the tensor batch, plus the transitions
+    (each step's sample and env info, which reward functions and metrics read) and
+    the finished episodes' summaries."""
 
+    batch: RolloutBatch
     transitions: list[Transition]
-    num_envs: int
-    num_steps: int  # lockstep steps (columns of the (T, N) grid); 0 in episode mode
-    # V(s) of each env's observation after the last step (None in episode mode / no value head).
-    last_values: list[float] | None = None
-    # V(final observation) of truncated steps, keyed by (t, env_index).
-    truncation_values: dict[tuple[int, int], float] = field(default_factory=dict)
     episodes: list[dict] = field(default_factory=list)  # finished episodes: return, length, success, ...
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_envs(self) -> int:
+        return self.batch.num_envs
+
+    @property
+    def num_steps(self) -> int:  # lockstep steps (columns of the (T, N) grid); 0 in episode mode
+        return self.batch.num_steps
 
     def __len__(self) -> int:
         return len(self.transitions)
@@ -297,7 +304,9 @@ class Collector:
         for tr in transitions:  # make t relative to this rollout
             tr.t -= first_t
         trunc_values = {(t - first_t, i): v for (t, i), v in trunc_values.items()}
-        return Rollout(transitions, len(self.envs), num_steps, last_values, trunc_values, episodes,
+        batch = build_batch(transitions, num_envs=len(self.envs), num_steps=num_steps, last_values=last_values,
+                            truncation_values=trunc_values)
+        return Rollout(batch, transitions, episodes,
                        {"generate": t_gen, "env": t_env, "bootstrap": t_boot})
 
     def collect_episodes(self, max_steps: int = 1000) -> Rollout:
@@ -322,5 +331,6 @@ class Collector:
             t_gen += t1 - t0
             active = still
             self._t += 1
-        return Rollout(transitions, len(self.envs), 0, None, {}, episodes, {"generate": t_gen, "env": t_env})
+        batch = build_batch(transitions, num_envs=len(self.envs), num_steps=0)
+        return Rollout(batch, transitions, episodes, {"generate": t_gen, "env": t_env})
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rlvlm.envs.render import draw_text, to_array
+from rlvlm.tasks.render import draw_text, to_array
 from rlvlm.errors import ConfigError, did_you_mean
 from rlvlm.tasks.records import RecordSequence
 

@@ -308,7 +308,7 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int | None, *, up_t
 def save_checkpoint(run_dir: str | os.PathLike, step: int, *, policy_save_fn: Callable[[Path], Any],
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     extra_state: Mapping[str, Any] | None = None, config_dict: Mapping[str, Any] | None = None,
-                    keep_last: int | None = None) -> Path:
+                    keep_last: int | None = None, states: Mapping[str, Any] | None = None) -> Path:
     """Write `run_dir/checkpoints/step-{step}/` atomically and return its path.
 
     `policy_save_fn(folder)` saves the policy into `step-N/policy/`. An
@@ -317,7 +317,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, policy_save_fn: Ca
     With `keep_last=K >= 1`, once the new checkpoint is in place, checkpoints
     older than the newest K at or below `step` are deleted
     (`prune_checkpoints(..., up_to=step)`); the one just written always stays.
-    `keep_last` 0 or None keeps them all.
+    `keep_last` 0 or None keeps them all. `states` are further named states
+    (e.g. a frozen reference's weights), each read back with `load_state`.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step={step!r} must be a non-negative int")
@@ -336,6 +337,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, policy_save_fn: Ca
             save_state(tmp, "scheduler", scheduler.state_dict())
         save_state(tmp, "rng", capture_rng_state())
         save_state(tmp, "extra_state", dict(extra_state or {}))
+        for name, state in (states or {}).items():
+            save_state(tmp, name, state)
         if config_dict is not None:
             text = yaml.safe_dump(dict(config_dict), sort_keys=False, allow_unicode=True)
             (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")

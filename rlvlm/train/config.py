@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-from rlvlm.config import FF, F
+from rlvlm import algos
+from rlvlm.config import F, FF
+from rlvlm.config.coerce import RETIRED_KEYS
 from rlvlm.errors import ConfigError
+from rlvlm.rewards import CompositeReward
 
-# Estimators whose baseline is the mean of a group of episodes from one reset seed.
-GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo")
+RETIRED_KEYS["algo.name"] = ("drop it; algo.advantage alone chooses the algorithm (gae: PPO with a critic; grpo, "
+                             "dr_grpo, rloo: group methods; reinforce_pp, reward_to_go)")
 
 
 @dataclass
@@ -31,8 +34,8 @@ class ModelConfig:
     gradient_checkpointing: bool = F(False, "trade compute for activation memory")
     reference: Literal["auto", "copy", "none"] = F("auto", "KL reference: auto (LoRA-disabled model if LoRA), copy (frozen copy), none")
     attn_implementation: str = F("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
-    decoder: Literal["rlvlm", "hf"] = F("rlvlm", "sampling loop: rlvlm (own loop, static KV cache, prompts "
-                                        "prefilled once) | hf (transformers generate)")
+    decoder: str = F("rlvlm", "generator backend (rlvlm.models.generators.GENERATORS): rlvlm (own loop, KV cache, "
+                     "prompts prefilled once) | hf (transformers generate)")
     share_prompts: bool = F(True, "one vision + prompt pass per distinct (prompt, image), its KV cache shared by "
                             "the group's samples, in sampling and scoring")
     logprob_chunk: int = F(4, "rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)")
@@ -61,8 +64,10 @@ class RolloutConfig:
 
 @dataclass
 class AlgoConfig:
-    name: Literal["ppo", "grpo"] = F("ppo", "ppo (value head + GAE) | grpo (no critic, group advantages)")
-    advantage: Literal["gae", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = F("gae", "gae | grpo | dr_grpo | rloo | reinforce_pp (grpo algo defaults to grpo)")
+    advantage: str = F("gae", "the algorithm: a registered advantage estimator (rlvlm.algos.ADVANTAGE_ESTIMATORS): "
+                       "gae (PPO: value head, lockstep steps) | grpo | dr_grpo | rloo (groups of whole episodes) | "
+                       "reinforce_pp | reward_to_go (whole episodes, no critic)")
+    policy_loss: str = F("ppo_clip", "a registered policy loss (rlvlm.algos.POLICY_LOSSES): ppo_clip | reinforce")
     ratio_level: Literal["action", "token"] = F("action", "action: one ratio per env step from lambda*thought + action log-probs; "
                          "token: per-token ratios")
     thought_coef: float = F(0.5, "lambda weighting thought-token log-probs in the action log-prob (RL4VLM)")
@@ -160,11 +165,20 @@ class TrainConfig:
     def _check_learnable(self) -> None:
         """Combinations that run but cannot learn (or silently ignore a knob) fail here, before any work."""
         a, r, m = self.algo, self.rollout, self.model
-        if a.advantage in GROUP_ESTIMATORS and r.group_size < 2:
+        est = algos.advantage_estimator(a.advantage)
+        algos.policy_loss(a.policy_loss)
+        if est.needs_groups and r.group_size < 2:
             # Each episode would be its own group: its return minus its own mean is exactly 0.
             raise ConfigError(f"algo.advantage={a.advantage} with rollout.group_size={r.group_size} gives every "
                               "advantage exactly 0; fix: set rollout.group_size >= 2 (e.g. 4), or algo.advantage=gae "
                               "(with a value head) or reinforce_pp")
+        if est.needs_critic and not m.value_head:
+            raise ConfigError(f"algo.advantage={a.advantage} needs a critic; fix: set model.value_head=true, or a "
+                              "critic-free estimator (e.g. algo.advantage=grpo rollout.group_size=4)")
+        if est.needs_critic and r.group_size > 1:
+            raise ConfigError(f"rollout.group_size={r.group_size} with algo.advantage={a.advantage}: groups are "
+                              "read only by group estimators; fix: set rollout.group_size=1, or a group estimator "
+                              "(e.g. algo.advantage=grpo)")
         if r.temperature <= 0:
             raise ConfigError(f"rollout.temperature={r.temperature}: RL needs sampled actions (greedy rollouts never "
                               "explore and their log-probs are not a sampling distribution); fix: set it > 0, e.g. 1.0")
@@ -173,7 +187,7 @@ class TrainConfig:
         for name, value in (("algo.gamma", a.gamma), ("algo.lam", a.lam)):
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name}={value} must be in [0, 1]")
-        if a.reward_norm and a.advantage != "gae":
+        if a.reward_norm and not est.needs_critic:
             raise ConfigError(f"algo.reward_norm=true scales discounted returns for gae only; with "
                               f"algo.advantage={a.advantage} the group estimator already normalises; fix: set "
                               "algo.reward_norm=false")
@@ -188,7 +202,7 @@ class TrainConfig:
         # returns through the shared trunk. On reward-model scores (no reward_norm with groups) its
         # loss ran 20-950 against a policy loss under 0.3, took the whole clipped gradient, and GRPO
         # on the RLHF reward model lost 0.755 -> 0.540 ground truth (0.755 -> 0.860 without it).
-        if a.advantage != "gae" and self.model.value_head and a.value_coef > 0 and self.updates > 0:
+        if not est.needs_critic and self.model.value_head and a.value_coef > 0 and self.updates > 0:
             raise ConfigError(f"model.value_head=true with algo.advantage={a.advantage}: group advantages read no "
                               "values, but the critic would still train the shared trunk on raw returns; fix: set "
                               "model.value_head=false")
@@ -216,9 +230,9 @@ class TrainConfig:
             if not self.env.kwargs.get("ask_for_help"):
                 raise ConfigError(f"rollout.explore_ask={r.explore_ask} forces the ask reply, which needs the ask "
                                   "action; fix: set env.kwargs.ask_for_help, or rollout.explore_ask=0")
-            if a.advantage == "gae" or not 0 < r.explore_ask < r.group_size:
+            if not est.whole_episodes or not 0 < r.explore_ask < r.group_size:
                 raise ConfigError(f"rollout.explore_ask={r.explore_ask} works inside groups (a group estimator with "
-                                  f"0 < explore_ask < rollout.group_size={r.group_size}); fix: e.g. algo.name=grpo "
+                                  f"0 < explore_ask < rollout.group_size={r.group_size}); fix: e.g. algo.advantage=grpo "
                                   "rollout.group_size=8 rollout.explore_ask=1, or rollout.explore_ask=0")
         if not 0.0 <= self.abstention_alarm <= 1.0:
             raise ConfigError(f"abstention_alarm={self.abstention_alarm} must be a fraction in [0, 1] (0: off)")
@@ -230,16 +244,10 @@ class TrainConfig:
         a, r = self.algo, self.rollout
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads} must be >= 0; fix: threads=1 (reproducible) or 0 (torch's default)")
-        if a.name not in ("ppo", "grpo"):
-            raise ConfigError(f"algo.name={a.name!r} must be ppo or grpo")
         if a.ratio_level not in ("action", "token"):
             raise ConfigError(f"algo.ratio_level={a.ratio_level!r} must be action or token")
-        if a.name == "ppo" and a.advantage == "gae" and not self.model.value_head:
-            raise ConfigError("algo.advantage=gae needs a critic; set model.value_head=true or algo.name=grpo")
-        if a.name == "grpo" and a.advantage == "gae":
-            a.advantage = "grpo"
-        if a.name == "grpo" and r.group_size < 2:
-            raise ConfigError(f"rollout.group_size={r.group_size}: grpo needs groups of >= 2 (e.g. 4)")
+        if r.group_size < 1:
+            raise ConfigError(f"rollout.group_size={r.group_size} must be >= 1")
         if r.num_envs % r.group_size:
             raise ConfigError(f"rollout.group_size={r.group_size} must divide rollout.num_envs={r.num_envs}")
         self._check_learnable()
@@ -254,7 +262,6 @@ class TrainConfig:
         # Names and options checked now, not mid-run; a warm-start-only run (updates=0)
         # rewards nothing, so a component's artefact (a reward model) need not exist yet.
         if (self.reward.weights or self.reward.options) and self.updates > 0:
-            from rlvlm.rewards import CompositeReward
 
             CompositeReward(self.reward.weights, self.reward.options)
         if not 0.0 <= self.sft.random_action_rate <= 1.0:

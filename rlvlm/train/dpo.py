@@ -32,9 +32,18 @@ from typing import Callable, Sequence
 
 import torch
 
+import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm.algos.preference import dpo_loss
-from rlvlm.config import FF, F
+from rlvlm.config import F, FF, config_to_dict, dump_config_yaml
 from rlvlm.errors import ConfigError
+from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
+from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.rewards import CompositeReward
+from rlvlm.rewards.preferences import load_pairs, split_pairs
+from rlvlm.rewards.rlhf import heuristic
+from rlvlm.train.reward_model import pair_observations
+from rlvlm.train.rl import resolve_model
+from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
 ENV_ID = "rlvlm/VisualQA-v0"
 AXES = ("accuracy", "heuristic_train", "heuristic_heldout", "reward_model")
@@ -71,7 +80,6 @@ class DPOConfig:
     output_dir: str = F("runs/dpo", "run directory")
 
     def validate(self) -> None:
-        from rlvlm.rewards.rlhf import heuristic
 
         if not self.policy:
             raise ConfigError("policy is empty; fix: policy=DIR (a saved policy) or policy=tiny:idefics3")
@@ -116,7 +124,6 @@ def _task_of(pairs: Sequence[dict]) -> str:
 
 def eval_reward(cfg: DPOConfig):
     """The CompositeReward whose zero-weight components are the evaluation axes."""
-    from rlvlm.rewards import CompositeReward
 
     weights = {"accuracy": 0.0, "heuristic_train": 0.0, "heuristic_heldout": 0.0}
     options = {"heuristic_train": {"scorers": cfg.train_scorers}, "heuristic_heldout": {"scorers": cfg.heldout_scorers}}
@@ -130,9 +137,6 @@ def evaluate_axes(policy, cfg: DPOConfig, task: str, reward) -> dict:
     """Greedy replies to `cfg.eval_episodes` test questions, scored on every axis."""
     import gymnasium as gym
 
-    import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
-    from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
-    from rlvlm.models.policy import SamplingConfig
 
     def make():
         return gym.make(ENV_ID, task=task, split="test", image_size=cfg.image_size, disable_env_checker=True)
@@ -198,11 +202,6 @@ def _line(row: dict, total: int, ev: dict | None) -> str:
 def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
               progress: Callable[[str], None] | None = print) -> dict:
     """Train the policy with DPO on the pairs, evaluate, save; returns the report (also report.json)."""
-    from rlvlm.config import config_to_dict, dump_config_yaml
-    from rlvlm.models.policy import load_policy
-    from rlvlm.rewards.preferences import load_pairs, split_pairs
-    from rlvlm.train.reward_model import pair_observations
-    from rlvlm.train.rl import resolve_model
 
     say = progress or (lambda _s: None)
     cfg.validate()
@@ -287,7 +286,6 @@ def _write_outputs(out: Path, report: dict) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
     text = json.dumps(to_json_value(report, "report"), indent=2, allow_nan=False) + "\n"
     atomic_write_text(out / "report.json", text)

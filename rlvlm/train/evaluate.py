@@ -5,7 +5,7 @@ the run's own config, plays held-out episodes and writes `eval/report.json`
 next to it. Seeds default to the run's evaluation range, disjoint from the
 training seeds. `env.KWARG=VALUE` changes one env kwarg for this evaluation
 (e.g. `env.missing_info.p=1.0` to test asking on degraded images only).
-Under the help wrappers the report adds the help metrics (rlvlm.eval.help).
+Under the help wrappers the report adds the help metrics (rlvlm.envs.help_metrics).
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlvlm.config import load_config
 from rlvlm.errors import ConfigError, did_you_mean
+from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
+from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.train.checkpoint import policy_dir, resolve_checkpoint
+from rlvlm.train.config import TrainConfig
+from rlvlm.train.rl import make_env_factory, merge_kwargs
 
 _KEYS = {"episodes": int, "seed": int, "temperature": float, "num_envs": int}
 
@@ -47,12 +53,6 @@ def _parse(overrides: list[str]) -> tuple[dict, dict]:
 
 
 def evaluate_run(path: str | Path, overrides: list[str] | None = None) -> dict:
-    from rlvlm.config import load_config
-    from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
-    from rlvlm.models.policy import SamplingConfig, load_policy
-    from rlvlm.train.checkpoint import policy_dir, resolve_checkpoint
-    from rlvlm.train.config import TrainConfig
-    from rlvlm.train.rl import make_env_factory, merge_kwargs
 
     opts, env_overrides = _parse(list(overrides or []))
     ckpt = resolve_checkpoint(path)

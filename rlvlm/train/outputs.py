@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlvlm.config import config_to_dict, dump_config_yaml
-from rlvlm.train.checkpoint import load_checkpoint, policy_dir, resolve_checkpoint, save_checkpoint
 from rlvlm.train.run_dir import RunLogger, plot_curves, write_report
 
 # Metrics shown on the progress bar, with short labels.
@@ -27,7 +26,7 @@ class RunOutputs:
         # A fresh run into a used directory starts its curves afresh (resume_step=0 drops every old
         # record); a resumed run keeps the records it continues from.
         self.logger = RunLogger(self.dir, resume_step=None if cfg.resume else 0)
-        self._phase_totals: dict[str, float] = {}
+        self.phase_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------ progress
     def progress_bar(self, total: int, initial: int):
@@ -38,50 +37,19 @@ class RunOutputs:
     def log(self, metrics: dict, bar) -> None:
         for k, v in metrics.items():
             if k.startswith("time/"):
-                self._phase_totals[k[5:]] = self._phase_totals.get(k[5:], 0.0) + v
+                self.phase_seconds[k[5:]] = self.phase_seconds.get(k[5:], 0.0) + v
         self.logger.log(metrics, step=metrics.get("update", 0))
         bar.set_postfix({label: f"{metrics[k]:.2f}" for k, label in _BAR if k in metrics}, refresh=False)
         bar.update(1)
 
     def phase_totals(self) -> dict[str, float]:
-        return {k: round(v, 2) for k, v in sorted(self._phase_totals.items())}
+        return {k: round(v, 2) for k, v in sorted(self.phase_seconds.items())}
 
     # --------------------------------------------------------- checkpoints
-    def checkpoint(self, update: int, env_steps: int, policy, optimizer, scheduler, entropy_ctl, scaler,
-                   collector, report: dict, monitors: dict | None = None) -> Path:
-        extra = {
-            "update": update, "env_steps": env_steps, "collector": collector.state_dict(),
-            "entropy_ctl": entropy_ctl.state_dict(), "reward_scaler": scaler.state_dict() if scaler else None,
-            "report": report, "phase_totals": self._phase_totals, "monitors": monitors or {},
-        }
-        # Keeps the newest cfg.checkpoint_keep (0: all); the one just written, and so the final one, always stays.
-        return save_checkpoint(self.dir, update, policy_save_fn=policy.save, optimizer=optimizer,
-                               scheduler=scheduler, extra_state=extra, config_dict=self.config_dict,
-                               keep_last=self.cfg.checkpoint_keep)
-
-    def maybe_resume(self, policy) -> dict:
-        """Load weights from cfg.resume (a checkpoint or a run dir); {} when not resuming."""
-        if not self.cfg.resume:
-            return {}
-        ckpt = resolve_checkpoint(self.cfg.resume)
-        from rlvlm.models.policy import load_policy
-
-        saved = load_policy(policy_dir(ckpt))
-        policy.load_state_dict(saved.state_dict())
-        self._resume_from = ckpt
-        return {"checkpoint": ckpt}
-
-    def restore_training(self, state: dict, optimizer, scheduler, entropy_ctl, scaler, collector) -> int:
-        if not state:
-            return 0
-        extra = load_checkpoint(state["checkpoint"], optimizer, scheduler)
-        entropy_ctl.load_state_dict(extra["entropy_ctl"])
-        if scaler is not None and extra.get("reward_scaler"):
-            scaler.load_state_dict(extra["reward_scaler"])
-        collector.load_state_dict(extra["collector"])
-        self._phase_totals = dict(extra.get("phase_totals", {}))
-        state.update(env_steps=extra["env_steps"], report=extra["report"], monitors=extra.get("monitors", {}))
-        return int(extra["update"])
+    def checkpoint(self, state) -> Path:
+        """Save the whole `TrainState` as checkpoints/step-{state.update}/; keeps the newest
+        cfg.checkpoint_keep (0: all), the one just written, and so the final one, always."""
+        return state.save(self.dir, config_dict=self.config_dict, keep_last=self.cfg.checkpoint_keep)
 
     # -------------------------------------------------------------- report
     def finish(self, report: dict) -> None:

@@ -34,10 +34,14 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
+import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm.algos.preference import bradley_terry_loss
-from rlvlm.config import F
+from rlvlm.config import F, config_to_dict, dump_config_yaml
 from rlvlm.errors import ConfigError
 from rlvlm.models.reward_model import KINDS, RewardModel, build_reward_model
+from rlvlm.rewards.preferences import load_pairs, resolve_record, split_pairs
+from rlvlm.train.rl import resolve_model
+from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
 ENV_ID = "rlvlm/VisualQA-v0"
 
@@ -139,8 +143,6 @@ def pair_observations(record_ids: Sequence[str], image_size: int) -> dict[str, d
     """{record_id: observation} exactly as `rlvlm/VisualQA-v0` shows each procedural record."""
     import gymnasium as gym
 
-    import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
-    from rlvlm.rewards.preferences import resolve_record
 
     ids = list(dict.fromkeys(str(r) for r in record_ids))
     if not ids:
@@ -203,9 +205,6 @@ def _evaluate(scorer: _PairScorer, pairs: Sequence[dict], cfg: RewardModelConfig
 def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = None,
                        progress: Callable[[str], None] | None = print) -> dict:
     """Train, evaluate and save a reward model; returns the report (also written to report.json)."""
-    from rlvlm.config import config_to_dict, dump_config_yaml
-    from rlvlm.rewards.preferences import load_pairs, split_pairs
-    from rlvlm.train.rl import resolve_model
 
     say = progress or (lambda _s: None)
     cfg.validate()
@@ -296,7 +295,6 @@ def _epoch_line(row: dict, total: int) -> str:
 def _write_outputs(out: Path, report: dict) -> None:
     import json
 
-    from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
     text = json.dumps(to_json_value(report, "report"), indent=2, allow_nan=False) + "\n"
     atomic_write_text(out / "report.json", text)

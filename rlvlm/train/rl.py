@@ -20,16 +20,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm import algos
-from rlvlm.errors import ConfigError
+from rlvlm.envs.help_metrics import help_metrics
+from rlvlm.envs.vector import make_env
+from rlvlm.errors import ConfigError, did_you_mean
 from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
+from rlvlm.models.checks import check_image_tokens
 from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
 from rlvlm.models.seeding import cpu_threads, seed_everything
+from rlvlm.models.tiny import cached_tiny_model
+from rlvlm.rewards import CompositeReward
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.monitor import AbstentionMonitor
 from rlvlm.train.outputs import RunOutputs
-from rlvlm.train.ppo_step import Batch, compute_advantages, ppo_update, rollout_rewards
+from rlvlm.train.ppo_step import ppo_update, rescore_rollout
+from rlvlm.train.sft import collect_demonstrations, sft_train
+from rlvlm.train.state import TrainState
 
 
 class PhaseTimer:
@@ -56,7 +64,6 @@ def resolve_model(name_or_path: str) -> str:
     """`tiny:ARCH[:SIZE[:SEED]]` builds (once) a cached from-scratch model; anything else passes through."""
     if not name_or_path.startswith("tiny:"):
         return name_or_path
-    from rlvlm.models.tiny import cached_tiny_model
 
     parts = name_or_path.split(":")[1:]
     arch = parts[0] if parts and parts[0] else "qwen2_vl"
@@ -80,7 +87,6 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
     """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs)."""
     import gymnasium as gym
 
-    import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 
     kwargs = merge_kwargs(cfg.env.kwargs, overrides or {})
     kwargs.setdefault("image_size", cfg.env.image_size)
@@ -88,12 +94,10 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
     try:
         gym.spec(cfg.env.id)
     except gym.error.Error as err:
-        from rlvlm.errors import did_you_mean
 
         ids = [k for k in gym.registry if k.startswith("rlvlm/")]
         raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}") from err
 
-    from rlvlm.envs.vector import make_env
 
     def make():
         # env.kwargs.missing_info / ask_for_help add the help-seeking wrappers.
@@ -159,7 +163,6 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
     if any("forced" in tr.sample.meta for tr in trs):
         m["rollout/forced_asks"] = sum(1 for tr in trs if tr.sample.meta.get("forced"))
     if eps:
-        from rlvlm.eval.help import help_metrics
 
         # Teacher-forced asks (rollout.explore_ask) are not the policy's choices: the
         # over-abstention monitor and the rates describe the sampled replies only.
@@ -196,7 +199,6 @@ def _train(cfg: TrainConfig, progress) -> dict:
         make_env = make_env_factory(cfg)
         make_eval_env = make_env_factory(cfg, cfg.eval.env_kwargs) if cfg.eval.env_kwargs else make_env
         policy = build_policy(cfg)
-        from rlvlm.models.checks import check_image_tokens
 
         image_check = check_image_tokens(policy, cfg.env.image_size)
         shaping = None
@@ -204,7 +206,6 @@ def _train(cfg: TrainConfig, progress) -> dict:
         # run (updates=0) never rewards anything, so it may precede what the reward
         # needs (rlhf: the reward model is trained on this warm-start's samples).
         if cfg.reward.weights and cfg.updates > 0:
-            from rlvlm.rewards import CompositeReward
 
             shaping = CompositeReward(cfg.reward.weights, cfg.reward.options)
         # Evaluations also report each reward component on the held-out replies
@@ -218,7 +219,6 @@ def _train(cfg: TrainConfig, progress) -> dict:
              f"{f', plus a frozen {ref:,}-parameter KL reference' if ref else ''}), "
              f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
 
-    state = out.maybe_resume(policy)
     # Training starts here: whatever setup drew (a model built in-process or read from
     # the cache, the image-token check) leaves the streams exactly where a fresh process
     # with this seed has them. The value head's init was seeded at the top of train().
@@ -226,10 +226,9 @@ def _train(cfg: TrainConfig, progress) -> dict:
 
     # ------------------------------------------------------------------ sft
     report: dict = {}
-    if not state:
+    if not cfg.resume:  # a resumed run continues its saved report (SFT figures included)
         if cfg.sft.episodes > 0:
             with timer("sft"):
-                from rlvlm.train.sft import collect_demonstrations, sft_train
 
                 make_demo_env = make_env_factory(cfg, cfg.sft.env_kwargs) if cfg.sft.env_kwargs else make_env
                 demos = collect_demonstrations(make_demo_env, cfg.sft.episodes, cfg.sft.seed + cfg.seed,
@@ -248,68 +247,67 @@ def _train(cfg: TrainConfig, progress) -> dict:
 
     # ------------------------------------------------------------------- rl
     a = cfg.algo
+    estimator = algos.advantage_estimator(a.advantage)  # what it needs decides how rollouts are collected
     optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
     scheduler = lr_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule, a.decay_updates)
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
-    abstention = AbstentionMonitor(cfg.abstention_alarm)
-    scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None
+    abstention = AbstentionMonitor(cfg.abstention_alarm)  # saved and restored with the run
+    scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None  # critic only
     sampling = SamplingConfig(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                               max_new_tokens=cfg.rollout.max_new_tokens)
     envs = [make_env() for _ in range(cfg.rollout.num_envs)]
     collector = Collector(envs, policy, sampling, seed=cfg.seed, group_size=cfg.rollout.group_size,
-                          need_values=a.advantage == "gae", explore_ask=cfg.rollout.explore_ask)
-    start_update = out.restore_training(state, optimizer, scheduler, entropy_ctl, scaler, collector)
-    report = state.get("report", report)  # a resumed run continues the saved report (SFT figures included)
-    abstention.load_state_dict(state.get("monitors", {}).get("abstention", {}))
-    env_steps = state.get("env_steps", 0)
-    bar = out.progress_bar(cfg.updates, start_update)
-    for update in range(start_update, cfg.updates):
+                          need_values=estimator.needs_critic, explore_ask=cfg.rollout.explore_ask)
+    state = TrainState(policy, optimizer, scheduler, entropy_ctl, collector, scaler,
+                       monitors={"abstention": abstention}, report=report, phase_totals=out.phase_seconds)
+    if cfg.resume:
+        state.restore(cfg.resume)  # weights, reference, optimizer, streams, envs, report: all of it
+        progress(f"[resume] from {cfg.resume} at update {state.update}")
+    report = state.report
+    bar = out.progress_bar(cfg.updates, state.update)
+    for update in range(state.update, cfg.updates):
         with timer("rollout"):
-            rollout = (collector.collect_steps(cfg.rollout.num_steps) if a.advantage == "gae"
-                       else collector.collect_episodes())
+            rollout = (collector.collect_episodes() if estimator.whole_episodes
+                       else collector.collect_steps(cfg.rollout.num_steps))
+        batch = rollout.batch
+        if not policy.generator.exact_logprobs:
+            with timer("score"):
+                rescore_rollout(policy, batch, a.minibatch_size)
         with timer("reward"):
             reward_parts: dict = {}
-            if shaping is None:
-                rewards = rollout_rewards(rollout)
-            else:  # the configured weighted sum replaces the env's reward; success stays the env's
+            if shaping is not None:  # the configured weighted sum replaces the env's reward; success stays the env's
                 totals, reward_parts = shaping.score(rollout.transitions)
-                rewards = torch.tensor(totals, dtype=torch.float32)
-            raw_rewards = rewards.clone()
-            if scaler is not None and a.advantage == "gae":
-                T, N = rollout.num_steps, rollout.num_envs
-                dones = torch.tensor([tr.done for tr in rollout.transitions], dtype=torch.float32).view(T, N)
-                rv = rewards.view(T, N)
-                rewards = torch.stack([scaler.scale(rv[t], dones[t]) for t in range(T)]).reshape(-1)
-            bad_reward = not torch.isfinite(rewards).all()
-        samples = [tr.sample for tr in rollout.transitions]
+                batch.rewards = torch.tensor(totals, dtype=torch.float32)
+            raw_rewards = batch.rewards.clone()
+            if scaler is not None:
+                rv, dones = batch.grid(batch.rewards), batch.grid(batch.dones).float()
+                batch.rewards = torch.stack([scaler.scale(rv[t], dones[t]) for t in range(len(rv))]).reshape(-1)
+            bad_reward = not torch.isfinite(batch.rewards).all()
         with timer("score"):
-            ref = None
             if a.kl_coef > 0:  # reference log-probs once per rollout, not per epoch
-                ref = []
-                for i in range(0, len(samples), a.minibatch_size):
-                    chunk = samples[i:i + a.minibatch_size]
-                    mat = policy.reference_logprobs(chunk)
-                    ref.extend(mat[j, : s.num_tokens] for j, s in enumerate(chunk))
+                batch.ref_logprobs = torch.zeros_like(batch.old_logprobs)
+                for i in range(0, len(batch), a.minibatch_size):
+                    mat = policy.reference_logprobs(batch.prompts[i:i + a.minibatch_size])
+                    batch.ref_logprobs[i:i + mat.shape[0], : mat.shape[1]] = mat.detach().to("cpu")
         with timer("advantage"):
-            adv, ret = compute_advantages(rollout, a, rewards)
-            old_values = torch.tensor([s.value if s.value is not None else 0.0 for s in samples])
+            batch.advantages, batch.returns = estimator(batch, a)
         metrics = {"update": update + 1}
-        if bad_reward or not torch.isfinite(adv).all():
+        if bad_reward or not torch.isfinite(batch.advantages).all():
             metrics["update/skipped_nonfinite"] = 1  # a NaN/inf reward: skip this update, keep training
         else:
             with timer("update"):
-                batch = Batch(samples, adv, ret, old_values, ref)
                 metrics.update(ppo_update(policy, optimizer, batch, a, entropy_coef=entropy_ctl.coef,
                                           seed=cfg.seed * 100_003 + update, scheduler=scheduler,
                                           timer=lambda name: timer(f"update/{name}")))
             if entropy_ctl.adaptive and "policy/entropy" in metrics:
                 entropy_ctl.update(metrics["policy/entropy"])
-        env_steps += len(rollout)
+        state.env_steps += len(rollout)
         with timer("log"):
             metrics.update(rollout_metrics(rollout, raw_rewards))
             metrics.update(reward_parts)  # reward/<component>: mean raw value of each component
-            metrics["rollout/env_steps"] = env_steps
-            metrics["value/explained_var"] = algos.explained_variance(old_values, ret) if a.advantage == "gae" else 0.0
+            metrics["rollout/env_steps"] = state.env_steps
+            metrics["value/explained_var"] = (algos.explained_variance(batch.values, batch.returns)
+                                              if estimator.needs_critic else 0.0)
             metrics["policy/lr"] = scheduler.get_last_lr()[0]
             metrics["time/generate"] = rollout.seconds.get("generate", 0.0)
             metrics["time/env"] = rollout.seconds.get("env", 0.0)
@@ -327,9 +325,9 @@ def _train(cfg: TrainConfig, progress) -> dict:
         if warning:
             bar.write(warning)
         out.log(metrics, bar)
-        if cfg.checkpoint_every and (update + 1) % cfg.checkpoint_every == 0:
-            out.checkpoint(update + 1, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector,
-                           report, monitors={"abstention": abstention.state_dict()})
+        state.update = update + 1
+        if cfg.checkpoint_every and state.update % cfg.checkpoint_every == 0:
+            out.checkpoint(state)
     bar.close()
 
     # ---------------------------------------------------------------- final
@@ -339,11 +337,11 @@ def _train(cfg: TrainConfig, progress) -> dict:
         with timer("eval"):
             report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
     report.update(abstention.summary())
-    report["env_steps"] = env_steps
+    report["env_steps"] = state.env_steps
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     report["phase_seconds"] = out.phase_totals()
-    out.checkpoint(cfg.updates, env_steps, policy, optimizer, scheduler, entropy_ctl, scaler, collector, report,
-                   monitors={"abstention": abstention.state_dict()})
+    state.update = cfg.updates
+    out.checkpoint(state)
     out.finish(report)
     sft_sr = report.get("sft", {}).get("success_rate", float("nan"))
     progress(f"[done] success {sft_sr:.3f} after warm-start -> {report['final']['success_rate']:.3f} after RL "

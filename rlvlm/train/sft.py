@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from rlvlm.envs.base import TextImageEnv
+from rlvlm.envs.policies import oracle
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import Policy
 
@@ -36,7 +37,6 @@ def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: 
     warm-start's greedy success does not depend on how much of the decision
     SFT happened to pick up: RL has to learn it.
     """
-    from rlvlm.envs.policies import oracle
 
     env = make_env()
     pi = oracle(env, ask=False)

@@ -98,7 +98,7 @@ def test_no_ask_is_forced_after_a_multi_turn_ask(idefics3_dir):
     (["rollout.explore_ask=1"], r"rollout.explore_ask=1 forces the ask reply, which needs the ask action; fix: set "
                                 r"env.kwargs.ask_for_help"),
     (["rollout.explore_ask=8"], r"rollout.explore_ask=8 works inside groups .*group_size=8\)"),
-    (["rollout.explore_ask=1", "algo.name=ppo", "algo.advantage=gae", "model.value_head=true",
+    (["rollout.explore_ask=1", "algo.advantage=gae", "model.value_head=true",
       "rollout.group_size=1"], r"rollout.explore_ask=1 works inside groups"),
 ])
 def test_explore_ask_traps(overrides, message):

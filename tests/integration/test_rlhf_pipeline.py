@@ -15,7 +15,7 @@ import pytest
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import load_policy
-from rlvlm.rewards.collect_preferences import collect_preferences
+from rlvlm.train.preferences import collect_preferences
 from rlvlm.rewards.preferences import resolve_record
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.dpo import DPOConfig, train_dpo

@@ -123,14 +123,14 @@ def test_config_errors_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="algo.epochs"):
         load_config(TrainConfig, "smoke", ["algo.epochs=four"])
     with pytest.raises(ConfigError, match="group_size"):
-        load_config(TrainConfig, "smoke", ["algo.name=grpo", "rollout.group_size=1"])
+        load_config(TrainConfig, "smoke", ["algo.advantage=grpo", "rollout.group_size=1"])
     with pytest.raises(ConfigError, match="env.id"):
         train(load_config(TrainConfig, "smoke", ["env.id=rlvlm/NumberLin-v0", f"output_dir={tmp_path}"]),
               progress=lambda s: None)
 
 
 def test_grpo_runs(model_dir, tmp_path):
-    cfg = _cfg(model_dir, tmp_path / "g", "algo.name=grpo", "rollout.group_size=2", "model.value_head=false",
+    cfg = _cfg(model_dir, tmp_path / "g", "algo.advantage=grpo", "rollout.group_size=2", "model.value_head=false",
                "updates=1", "sft.episodes=0", "eval.episodes=2")
     report = train(cfg, progress=lambda s: None)
     lines = (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()

@@ -271,18 +271,22 @@ def test_run_outputs_prune_keeps_the_final_checkpoint(tmp_path: Path):
     from rlvlm.config import apply_overrides
     from rlvlm.train.config import TrainConfig
     from rlvlm.train.outputs import RunOutputs
+    from rlvlm.train.state import TrainState
 
     cfg = apply_overrides(TrainConfig(), [f"output_dir={tmp_path}", "updates=5", "checkpoint_every=2",
                                           "checkpoint_keep=1"])
     out = RunOutputs(cfg)
     stub = SimpleNamespace(state_dict=lambda: {"s": 1})
-    policy = SimpleNamespace(save=lambda d: (Path(d) / "w.safetensors").write_bytes(b"x"))
+    policy = SimpleNamespace(save=lambda d: (Path(d) / "w.safetensors").write_bytes(b"x"), reference=None)
+    state = TrainState(policy, None, None, stub, stub)
     try:
         for update in range(1, cfg.updates + 1):
             if update % cfg.checkpoint_every == 0:
-                out.checkpoint(update, update * 8, policy, None, None, stub, None, stub, {})
+                state.update, state.env_steps = update, update * 8
+                out.checkpoint(state)
                 assert _names(tmp_path) == [f"step-{update}"]
-        out.checkpoint(cfg.updates, 40, policy, None, None, stub, None, stub, {"final": True})
+        state.update, state.env_steps, state.report = cfg.updates, 40, {"final": True}
+        out.checkpoint(state)
     finally:
         out.logger.close()
     assert _names(tmp_path) == ["step-5"]

@@ -20,16 +20,16 @@ def test_group_estimator_without_groups(estimator):
     # group_size=1: every episode is its own group, so return - group mean = 0 for all of them.
     with pytest.raises(ConfigError, match=rf"algo.advantage={estimator} with rollout.group_size=1 .*fix: set "
                                           r"rollout.group_size >= 2"):
-        _validate("numberline", "algo.name=ppo", f"algo.advantage={estimator}")
+        _validate("numberline", f"algo.advantage={estimator}")
 
 
 def test_group_estimator_with_groups_and_reinforce_pp_without_are_fine():
-    _validate("numberline", "algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4", "model.value_head=false")
-    _validate("numberline", "algo.name=ppo", "algo.advantage=reinforce_pp", "model.value_head=false")
+    _validate("numberline", "algo.advantage=rloo", "rollout.group_size=4", "model.value_head=false")
+    _validate("numberline", "algo.advantage=reinforce_pp", "model.value_head=false")
 
 
-@pytest.mark.parametrize("overrides", [["algo.name=grpo", "algo.advantage=grpo", "rollout.group_size=4", "algo.reward_norm=false"],
-                                       ["algo.name=ppo", "algo.advantage=rloo", "rollout.group_size=4",
+@pytest.mark.parametrize("overrides", [["algo.advantage=grpo", "rollout.group_size=4", "algo.reward_norm=false"],
+                                       ["algo.advantage=rloo", "rollout.group_size=4",
                                         "algo.reward_norm=false"]])
 def test_a_critic_nothing_reads_is_refused(overrides):
     # The rlhf preset has a value head for PPO; switched to a group estimator the head would still

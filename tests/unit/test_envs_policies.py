@@ -132,7 +132,7 @@ def test_evaluate_reports_help_fields_under_the_wrappers():
 
 
 def test_gallery_writes_one_png_per_env_and_mode(tmp_path):
-    from rlvlm.envs.gallery import save_gallery
+    from experiments.gallery import save_gallery
 
     paths = save_gallery(str(tmp_path), image_size=64)
     names = {os.path.basename(p) for p in paths}

@@ -4,7 +4,7 @@ through the wrappers, the collector's episode records and `evaluate_policy`."""
 import pytest
 
 from rlvlm.envs import evaluate_policy
-from rlvlm.eval.help import episode_score, help_episode_fields, help_metrics
+from rlvlm.envs.help_metrics import episode_score, help_episode_fields, help_metrics
 
 
 def ep(missing, asked, answered=False, correct=None, mode=None, accuracy=None):

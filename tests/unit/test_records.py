@@ -151,6 +151,24 @@ def test_a_run_whose_preset_changed_is_stale_and_its_record_is_dropped(tmp_path,
     assert "config this command resolves to changed" in capsys.readouterr().out
 
 
+def test_a_field_added_or_retired_since_the_run_keeps_its_record(tmp_path):
+    """Only the keys both configs have are compared: a knob added with its default, or one retired
+    (algo.name, issue 16), is a code change like any other, not a changed run."""
+    runs = tmp_path / "runs"
+    run = gc.RUNS_BY_KEY["numberline-ppo"]
+    src = _finished_seed(runs, run.key, 0, 0.7, 1.0)
+    argv = run.seed_argv(runs, 0)
+    _write_config(src, argv)
+    tree = yaml.safe_load((src / "config.yaml").read_text())
+    tree["algo"]["name"] = "ppo"  # retired since
+    del tree["algo"]["policy_loss"]  # added since
+    (src / "config.yaml").write_text(yaml.safe_dump(tree))
+    assert not rec.config_changed(src / "config.yaml", argv, runs)
+    tree["algo"]["lr"] *= 2  # a shared key that differs: stale
+    (src / "config.yaml").write_text(yaml.safe_dump(tree))
+    assert rec.config_changed(src / "config.yaml", argv, runs)
+
+
 def test_run_pairs_runs_a_stale_seed_again(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     run = gc.RUNS_BY_KEY["numberline-ppo"]

@@ -126,7 +126,7 @@ def test_train_commands_are_valid_configs(seed, tmp_path):
 @pytest.mark.parametrize("seed", rh.SEEDS)
 def test_other_commands_are_valid_configs(seed, tmp_path):
     from rlvlm.config import load_config
-    from rlvlm.rewards.collect_preferences import PreferenceConfig, summary_path
+    from rlvlm.train.preferences import PreferenceConfig, summary_path
     from rlvlm.train.dpo import DPOConfig
     from rlvlm.train.reward_model import RewardModelConfig
 

@@ -28,7 +28,7 @@ from rlvlm.errors import ConfigError, RlvlmError
 from rlvlm.models.policy import SamplingConfig, load_policy
 from rlvlm.models.reward_model import build_reward_model
 from rlvlm.rewards import CompositeReward
-from rlvlm.rewards.collect_preferences import PreferenceConfig, collect_preferences, summary_path
+from rlvlm.train.preferences import PreferenceConfig, collect_preferences, summary_path
 from rlvlm.rewards.preferences import read_pairs_jsonl, resolve_record, score_reply
 from rlvlm.rewards.rlhf import floor_invalid_scores, heuristic, reward_model
 from rlvlm.rollout.collector import Collector

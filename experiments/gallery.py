@@ -1,6 +1,6 @@
 """Write example observations of every env as PNGs (for the README / docs).
 
-    python -m rlvlm.envs.gallery docs/envs [--size 224]
+    python -m experiments.gallery docs/envs [--size 224]
 
 Files: <env>.png for the four card games (mid-episode, after a few oracle
 steps), visualqa_<task>.png for each procedural task, and

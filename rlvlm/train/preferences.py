@@ -30,8 +30,14 @@ from typing import Callable
 
 from rlvlm.config import FF, F
 from rlvlm.errors import ConfigError
-from rlvlm.rewards.preferences import SCORERS, STRATEGIES, build_pairs, check_weights, resolve_record
+from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.rewards.preferences import (
+    SCORERS, STRATEGIES, build_pairs, check_weights, correctness, resolve_record, write_pairs_jsonl,
+)
 from rlvlm.tasks.procedural import GENERATORS, SPLITS
+from rlvlm.train.reward_model import pair_observations
+from rlvlm.train.rl import resolve_model
+from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
 
 @dataclass
@@ -133,9 +139,6 @@ def collect_preferences(policy, *, task: str = "digits", split: str = "train", n
     """
     import torch
 
-    from rlvlm.models.policy import SamplingConfig
-    from rlvlm.rewards.preferences import correctness
-    from rlvlm.train.reward_model import pair_observations
 
     weights = check_weights(weights)
     say = progress or (lambda _s: None)
@@ -172,10 +175,6 @@ def summary_path(out: str | Path) -> Path:
 
 def run_preferences(cfg: PreferenceConfig, progress: Callable[[str], None] | None = print) -> dict:
     """The `rlvlm preferences` command: load the policy, collect, write pairs + summary; returns the summary."""
-    from rlvlm.models.policy import load_policy
-    from rlvlm.rewards.preferences import write_pairs_jsonl
-    from rlvlm.train.rl import resolve_model
-    from rlvlm.train.run_dir import atomic_write_text, to_json_value
 
     say = progress or (lambda _s: None)
     cfg.validate()

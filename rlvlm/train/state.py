@@ -1,0 +1,96 @@
+"""`TrainState`: everything a run needs to continue exactly, saved and restored whole.
+
+A checkpoint holds the policy (weights, LoRA adapter, value head), the frozen
+KL reference when the run has its own copy, the optimizer and lr schedule, the
+global random streams, the collector's env replay state, the reward
+normaliser, the entropy controller, the monitors, the report so far and the
+phase timings. Resuming restores every one of them, so a resumed run is the
+uninterrupted run from that update on (tests/integration/test_resume.py).
+
+Why the reference is saved: with `model.reference=copy` the reference is the
+policy as it was when RL started (after the warm-start), which is neither the
+model the run was started from nor the checkpoint's trained weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlvlm.models.policy import load_policy
+from rlvlm.train.checkpoint import (
+    CheckpointError, load_checkpoint, load_state, policy_dir, resolve_checkpoint, save_checkpoint,
+)
+
+REFERENCE_STATE = "reference"
+
+
+@dataclass
+class TrainState:
+    """The live objects of one RL run, plus its counters and report."""
+
+    policy: Any
+    optimizer: Any
+    scheduler: Any
+    entropy_ctl: Any
+    collector: Any
+    scaler: Any = None  # reward normaliser (algo.reward_norm), or None
+    monitors: dict[str, Any] = field(default_factory=dict)  # name -> object with state_dict/load_state_dict
+    update: int = 0
+    env_steps: int = 0
+    report: dict = field(default_factory=dict)
+    phase_totals: dict[str, float] = field(default_factory=dict)
+
+    def save(self, run_dir: str | Path, *, config_dict: dict | None = None, keep_last: int | None = None) -> Path:
+        """Write `run_dir/checkpoints/step-{update}/` (atomically; see `save_checkpoint`)."""
+        extra = {
+            "update": self.update, "env_steps": self.env_steps, "collector": self.collector.state_dict(),
+            "entropy_ctl": self.entropy_ctl.state_dict(),
+            "reward_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "report": self.report, "phase_totals": self.phase_totals,
+            "monitors": {k: m.state_dict() for k, m in self.monitors.items()},
+        }
+        reference = self.policy.reference
+
+        def save_policy(folder: Path) -> None:
+            self.policy.save(folder)
+
+        states = {REFERENCE_STATE: reference.state_dict()} if reference is not None else {}
+        return save_checkpoint(run_dir, self.update, policy_save_fn=save_policy, optimizer=self.optimizer,
+                               scheduler=self.scheduler, extra_state=extra, config_dict=config_dict,
+                               keep_last=keep_last, states=states)
+
+    def restore(self, checkpoint: str | Path) -> None:
+        """Continue from `checkpoint` (a checkpoint folder or a run directory): every part, in place."""
+        ckpt = resolve_checkpoint(checkpoint)
+        load_weights(self.policy, ckpt)
+        extra = load_checkpoint(ckpt, self.optimizer, self.scheduler)  # and the random streams
+        self.entropy_ctl.load_state_dict(extra["entropy_ctl"])
+        if self.scaler is not None and extra.get("reward_scaler"):
+            self.scaler.load_state_dict(extra["reward_scaler"])
+        self.collector.load_state_dict(extra["collector"])
+        for name, monitor in self.monitors.items():
+            monitor.load_state_dict(extra.get("monitors", {}).get(name, {}))
+        self.update, self.env_steps = int(extra["update"]), int(extra["env_steps"])
+        self.report = dict(extra.get("report") or {})
+        self.phase_totals.clear()  # in place: the run's logger may hold this dict
+        self.phase_totals.update(extra.get("phase_totals", {}))
+
+
+def load_weights(policy, checkpoint: str | Path) -> None:
+    """Put the checkpoint's policy (and its saved KL reference) into `policy`, in place."""
+    ckpt = resolve_checkpoint(checkpoint)
+    saved = load_policy(policy_dir(ckpt), reference="none")  # its own reference copy would only be overwritten
+    missing, unexpected = policy.load_state_dict(saved.state_dict(), strict=False)
+    bad = [k for k in missing if not k.startswith("reference.")] + list(unexpected)
+    if bad:
+        raise CheckpointError(f"the policy in {ckpt} does not fit this run's model ({len(bad)} mismatched tensors, "
+                              f"e.g. {bad[0]}); resume with the same model and LoRA settings as the saved run")
+    if policy.reference is not None:
+        try:
+            policy.reference.load_state_dict(load_state(ckpt, REFERENCE_STATE))
+        except CheckpointError:
+            # A checkpoint from before the reference was saved: the best left is the starting
+            # weights the reference was built from, not the trained ones.
+            pass
