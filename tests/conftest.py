@@ -8,6 +8,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny from-scratch Qwen2-VL model directory, built once per test session (training runs)."""
+    from rlvlm.models.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("m") / "qwen"
+    build_tiny_model(d, "qwen2_vl", "tiny", seed=0)
+    return d
+
+
+@pytest.fixture(scope="session")
 def idefics3_dir(tmp_path_factory):
     """A tiny from-scratch Idefics3 model directory, built once per test session (reward models, RLHF)."""
     from rlvlm.models.tiny import build_tiny_model

@@ -67,7 +67,7 @@ def rloo_estimator(batch: RolloutBatch, cfg: Any) -> tuple[torch.Tensor, torch.T
 
 @register_advantage("reinforce_pp", summary="episode returns whitened over the batch (REINFORCE++)")
 def reinforce_pp_estimator(batch: RolloutBatch, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    return _per_episode(batch, lambda r, g: reinforce_pp_advantages(r, g))
+    return _per_episode(batch, reinforce_pp_advantages)
 
 
 @register_advantage("reward_to_go", summary="each step's discounted return-to-go minus the batch mean (REINFORCE)")

@@ -112,22 +112,20 @@ def register_policy_loss(name: str, *, summary: str | None = None,
     return deco
 
 
+def _lookup(table: dict, name: str, field: str, what: str, register: str):
+    """`table[name]`, or a ConfigError naming the config field, close matches and the choices."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{field}={name!r} is not a registered {what}{did_you_mean(str(name), table)}; choose one "
+                          f"of {', '.join(table)} (or register one with rlvlm.algos.{register})") from None
+
+
 def advantage_estimator(name: str) -> AdvantageEstimatorSpec:
     """The registered estimator `name`; a ConfigError naming `algo.advantage` and the choices if unknown."""
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"algo.advantage={name!r} is not a registered advantage estimator"
-                          f"{did_you_mean(str(name), ADVANTAGE_ESTIMATORS)}; choose one of "
-                          f"{', '.join(ADVANTAGE_ESTIMATORS)} (or register one with "
-                          "rlvlm.algos.register_advantage)") from None
+    return _lookup(ADVANTAGE_ESTIMATORS, name, "algo.advantage", "advantage estimator", "register_advantage")
 
 
 def policy_loss(name: str) -> PolicyLossSpec:
     """The registered policy loss `name`; a ConfigError naming `algo.policy_loss` if unknown."""
-    try:
-        return POLICY_LOSSES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"algo.policy_loss={name!r} is not a registered policy loss"
-                          f"{did_you_mean(str(name), POLICY_LOSSES)}; choose one of {', '.join(POLICY_LOSSES)} "
-                          "(or register one with rlvlm.algos.register_policy_loss)") from None
+    return _lookup(POLICY_LOSSES, name, "algo.policy_loss", "policy loss", "register_policy_loss")

@@ -95,15 +95,19 @@ def to_samples(policy, prompts, images, enc, rows, tokens, logprobs, values, tem
     return samples
 
 
-@register_generator("rlvlm")
-class OwnLoopGenerator:
-    """The own KV-cache decode loop: each distinct (prompt, image) is encoded and prefilled once
-    (`model.share_prompts`) and its cache shared by the group's samples."""
+class _SharedWeights:
+    """A backend that samples with the policy's own weights, in this process."""
 
     exact_logprobs = True
 
     def __init__(self, policy):
         self.policy = policy
+
+
+@register_generator("rlvlm")
+class OwnLoopGenerator(_SharedWeights):
+    """The own KV-cache decode loop: each distinct (prompt, image) is encoded and prefilled once
+    (`model.share_prompts`) and its cache shared by the group's samples."""
 
     @torch.no_grad()
     def generate(self, prompts, images, sampling) -> list[Sample]:
@@ -130,14 +134,9 @@ class OwnLoopGenerator:
 
 
 @register_generator("hf")
-class HFGenerator:
+class HFGenerator(_SharedWeights):
     """transformers' `generate()`, log-probs from its returned logits (after the same vision-token
     mask), the prompt's value from a hook on the decoder's prefill output."""
-
-    exact_logprobs = True
-
-    def __init__(self, policy):
-        self.policy = policy
 
     @torch.no_grad()
     def generate(self, prompts, images, sampling) -> list[Sample]:

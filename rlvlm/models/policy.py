@@ -182,16 +182,15 @@ class Policy(nn.Module):
         self.reference = None
         if options.reference == "copy":
             self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
+        self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
+        self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
+        self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
         self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
-            encode=self._encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=[],
+            encode=self._encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
             share_prompts=options.share_prompts, gradient_checkpointing=options.gradient_checkpointing,
             logprob_chunk=options.logprob_chunk))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)
-        self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
-        self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
-        self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
-        self.learner.setup.blocked_ids = self.blocked_token_ids
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info

@@ -52,12 +52,8 @@ class TrainState:
             "monitors": {k: m.state_dict() for k, m in self.monitors.items()},
         }
         reference = self.policy.reference
-
-        def save_policy(folder: Path) -> None:
-            self.policy.save(folder)
-
         states = {REFERENCE_STATE: reference.state_dict()} if reference is not None else {}
-        return save_checkpoint(run_dir, self.update, policy_save_fn=save_policy, optimizer=self.optimizer,
+        return save_checkpoint(run_dir, self.update, policy_save_fn=self.policy.save, optimizer=self.optimizer,
                                scheduler=self.scheduler, extra_state=extra, config_dict=config_dict,
                                keep_last=keep_last, states=states)
 

@@ -12,7 +12,6 @@ from rlvlm import algos
 from rlvlm.algos import ADVANTAGE_ESTIMATORS, POLICY_LOSSES, register_advantage, register_policy_loss
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
-from rlvlm.models.tiny import build_tiny_model
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.rl import train
 
@@ -42,9 +41,8 @@ def toy_entries():
     POLICY_LOSSES.pop("test_pg")
 
 
-def test_a_registered_estimator_and_loss_train_through_the_trainer(toy_entries, tmp_path):
-    model = tmp_path / "m"
-    build_tiny_model(model, "qwen2_vl", "tiny", seed=0)
+def test_a_registered_estimator_and_loss_train_through_the_trainer(toy_entries, model_dir, tmp_path):
+    model = model_dir
     out = tmp_path / "run"
     cfg = load_config(TrainConfig, "smoke", [
         f"model.name_or_path={model}", f"output_dir={out}", "algo.advantage=test_mean_baseline",
@@ -79,7 +77,7 @@ def test_what_an_estimator_declares_is_enforced_at_config_time(toy_entries):
     assert "test_mean_baseline" in algos.ADVANTAGE_ESTIMATORS
 
 
-def test_a_generator_without_exact_logprobs_is_rescored_by_the_learner(tmp_path):
+def test_a_generator_without_exact_logprobs_is_rescored_by_the_learner(model_dir, tmp_path):
     """A backend whose log-probs are off (another engine's kernels, here: every token's shifted by
     -1) and that gives no values must not feed PPO's ratio: the learner re-scores the rollout."""
     from rlvlm.models.generators import GENERATORS, OwnLoopGenerator, register_generator
@@ -96,8 +94,7 @@ def test_a_generator_without_exact_logprobs_is_rescored_by_the_learner(tmp_path)
                 return samples
         return Shifted
 
-    model = tmp_path / "m"
-    build_tiny_model(model, "qwen2_vl", "tiny", seed=0)
+    model = model_dir
     rows = {}
     for exact in (False, True):
         register_generator("test_shifted", replace=True)(make(exact))

@@ -10,19 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from rlvlm.config import load_config
-from rlvlm.models.tiny import build_tiny_model
 from rlvlm.train.checkpoint import load_state
 from rlvlm.train.config import TrainConfig
 from rlvlm.train.rl import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("m") / "qwen"
-    build_tiny_model(d, "qwen2_vl", "tiny", seed=0)
-    return d
 
 
 def _rows(run) -> list[dict]:

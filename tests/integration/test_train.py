@@ -20,13 +20,6 @@ from rlvlm.train.rl import train
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("m") / "qwen"
-    build_tiny_model(d, "qwen2_vl", "tiny", seed=0)
-    return d
-
-
 def _cfg(model_dir, out, *extra):
     return load_config(TrainConfig, "smoke", [f"model.name_or_path={model_dir}", f"output_dir={out}", *extra])
 
