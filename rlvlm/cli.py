@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval", help="evaluate a run/checkpoint on held-out seeds, or a scripted policy in an env",
-        description="rlvlm eval RUN_DIR|CHECKPOINT [episodes=N seed=S temperature=T num_envs=N]\n"
-        "rlvlm eval env=ID [policy=oracle|random] [episodes=N seed=S output_dir=DIR] "
-        "[missing_info=P] [ask_for_help=multi_turn|single_turn] [ENV_OPTION=VALUE ...]",
+        description="rlvlm eval RUN_DIR|CHECKPOINT [episodes=N seed=S temperature=T num_envs=N] "
+        "[env_kwargs.KEY=VALUE ...]\n"
+        "rlvlm eval env=ID [policy=oracle|random] [episodes=N seed=S output_dir=DIR save_images=K] "
+        "[env_kwargs.KEY=VALUE ...]\n(e.g. env_kwargs.missing_info=0.5 env_kwargs.ask_for_help=multi_turn)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("args", nargs="*", metavar="RUN_DIR|key=value")
     p.set_defaults(func=cmd_eval)

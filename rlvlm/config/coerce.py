@@ -252,7 +252,13 @@ def set_value(tree: dict, cls: type, parts: list[str], value: Any, where: str = 
                 # `env.kwargs.ask_for_help.mode=x` sets one entry of a nested
                 # mapping (a wrapper's options), instead of a key "ask_for_help.mode".
                 node = current
-                for part in rest[:-1]:
+                for i, part in enumerate(rest[:-1]):
+                    if node.get(part) is not None and not isinstance(node[part], Mapping):
+                        # Replacing it by a mapping would silently drop the value set earlier.
+                        above = ".".join([key, *rest[:i + 1]])
+                        raise ConfigError(f"{above}={node[part]!r} is a value, so {key}.{entry} cannot set a key "
+                                          f"below it{_where(where)}; fix: set {above} as sub-keys only "
+                                          f"({above}.KEY=VALUE ...) or as one mapping")
                     node[part] = dict(node[part]) if isinstance(node.get(part), Mapping) else {}
                     node = node[part]
                 node[rest[-1]] = value

@@ -8,14 +8,18 @@ same deals, and success is counted as episode return > 0 (as in RL4VLM).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 from PIL import Image
 
+from rlvlm.config import F, FF, load_config
 from rlvlm.envs.policies import TextPolicy, make_policy
 from rlvlm.envs.vector import make_env
 from rlvlm.envs.help_metrics import EPISODE_KEYS, help_metrics
@@ -123,64 +127,50 @@ def evaluate_policy(
     return summary
 
 
-# The option a bare `missing_info=0.3` / `ask_for_help=multi_turn` sets (as in vector.wrapper_fns).
-_WRAPPER_SCALAR = {"missing_info": "p", "ask_for_help": "mode"}
-_RUN_KEYS = {"env": str, "policy": str, "episodes": int, "seed": int, "output_dir": str, "save_images": int}
+@dataclass
+class ScriptedEvalConfig:
+    """`rlvlm eval env=ID [policy=oracle|random] [episodes=N] ... [env_kwargs.KEY=VALUE ...]`."""
+
+    COMMAND = "rlvlm eval"
+
+    env: str = dataclasses.field(metadata={"help": "gymnasium id of the environment, e.g. rlvlm/EZPoints-v0"})
+    policy: str = F("oracle", "scripted policy: oracle | random")
+    episodes: int = F(200, "episodes; episode i is reset with seed + i")
+    seed: int = F(0, "seed of the first episode")
+    output_dir: Optional[str] = F(None, "write report.json and observation PNGs here (null: print only)")
+    save_images: int = F(6, "observations saved as PNGs under output_dir")
+    env_kwargs: dict = FF(dict, "env constructor options, e.g. env_kwargs.image_size=48, "
+                          "env_kwargs.missing_info=0.5, env_kwargs.ask_for_help.mode=multi_turn")
+
+    def validate(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"episodes={self.episodes} must be a positive integer")
+        if self.save_images < 0:
+            raise ConfigError(f"save_images={self.save_images} must be >= 0")
 
 
-def parse_eval_overrides(items: list[str]) -> dict:
-    """`key=value` strings from `rlvlm eval env=ID ...` into evaluate_policy
-    kwargs. Values are read as YAML scalars (safe_load: numbers, booleans,
-    lists; never code). Keys other than env/policy/episodes/seed/output_dir/
-    save_images go to the env constructor; `missing_info.modes=[blur]` style
-    dotted keys build the wrapper option dicts."""
-    import yaml
-
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"eval argument {item!r} is not key=value; use e.g. env=rlvlm/EZPoints-v0 policy=oracle")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        if key in _RUN_KEYS:
-            want = _RUN_KEYS[key]
-            if want is str:
-                value = raw
-            elif not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"eval {key}={raw!r} must be an integer")
-            out[key] = value
-        elif "." in key:
-            head, _, sub = key.partition(".")
-            if head not in _WRAPPER_SCALAR:
-                raise ConfigError(f"eval key {key!r}: only missing_info.* and ask_for_help.* take dotted options")
-            current = out.get(head)
-            if not isinstance(current, dict):
-                current = {} if current is None else {_WRAPPER_SCALAR[head]: current}
-            current[sub] = value
-            out[head] = current
-        elif key in _WRAPPER_SCALAR and isinstance(out.get(key), dict):
-            out[key][_WRAPPER_SCALAR[key]] = value
-        else:
-            out[key] = value
-    if "env" not in out:
-        raise ConfigError("eval of a scripted policy needs env=ID, e.g. env=rlvlm/NumberLine-v0 policy=oracle")
-    return out
+def parse_eval_args(items: list[str]) -> ScriptedEvalConfig:
+    """`key=value` strings of `rlvlm eval env=ID ...`, through the config parser (rlvlm.config)."""
+    for item in items:  # the one likely slip, an env option without its section, gets its fix
+        key = item.partition("=")[0].split(".")[0].strip()
+        if "=" in item and key.isidentifier() and key not in ScriptedEvalConfig.__dataclass_fields__:
+            raise ConfigError(f"unknown eval key {key!r}; env options go under env_kwargs: "
+                              f"env_kwargs.{item.strip()}")
+    return load_config(ScriptedEvalConfig, None, items)
 
 
 def evaluate_from_args(items: list[str]) -> dict:
     """`rlvlm eval env=ID [policy=oracle|random] [episodes=N] ...`: evaluate and
     return the summary. Unknown env options fail with the env's own message."""
-    kwargs = parse_eval_overrides(items)
-    env_id = kwargs.pop("env")
+    cfg = parse_eval_args(items)
+    kwargs = dict(cfg.env_kwargs)
     try:
-        return evaluate_policy(env_id, **kwargs)
+        return evaluate_policy(cfg.env, policy=cfg.policy, episodes=cfg.episodes, seed=cfg.seed,
+                               output_dir=cfg.output_dir, save_images=cfg.save_images, **kwargs)
     except TypeError as err:  # an env constructor rejected an option
-        raise ConfigError(f"{env_id}: {err}; check the env option names (see the env's docstring)") from None
+        raise ConfigError(f"{cfg.env}: {err}; check the env option names (see the env's docstring)") from None
     except gym.error.Error as err:  # unknown id, with gymnasium's own "did you mean"
-        raise ConfigError(f"env={env_id!r}: {err}") from None
+        raise ConfigError(f"env={cfg.env!r}: {err}") from None
 
 
 def format_summary(summary: dict) -> str:

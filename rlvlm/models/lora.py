@@ -11,10 +11,11 @@ by the attribute names transformers VLMs use for it, not by model name.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
+from rlvlm.config import F, FF
 from rlvlm.errors import ConfigError
 
 # Attribute names under which transformers VLMs keep their vision encoder.
@@ -24,12 +25,15 @@ _HEADS = ("lm_head", "embed_out", "output_layer")
 
 @dataclass
 class LoraSettings:
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: list[str] | str = "all-linear"  # or leaf names like ["q_proj", "v_proj"]
-    vision: bool = False  # also adapt the vision tower's linear layers
-    extra: dict = field(default_factory=dict)  # passed through to peft.LoraConfig
+    """The `model.lora` section: present (e.g. `model.lora.r=16`) means LoRA, null means full training."""
+
+    r: int = F(16, "LoRA rank")
+    alpha: float = F(32.0, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = F(0.0, "dropout on the LoRA input")
+    target_modules: list[str] | str = F("all-linear", "all-linear (every linear layer but the output head, vision "
+                                        "tower per `vision`) or leaf names like [q_proj, v_proj]")
+    vision: bool = F(False, "also adapt the vision tower's linear layers")
+    extra: dict = FF(dict, "further peft.LoraConfig arguments, passed through unchanged")
 
     def validate(self) -> None:
         if self.r < 1:

@@ -24,17 +24,18 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from rlvlm.errors import ConfigError, ModelSetupError, did_you_mean
+from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
 from rlvlm.models.generators import eval_mode, generator_backend
+from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
 from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, score_completions
 from rlvlm.models.processors import load_processor
 from rlvlm.models.spans import thought_action_masks
@@ -68,67 +69,22 @@ class SamplingConfig:
             raise ConfigError(f"sampling.n={self.n} must be >= 1")
 
 
-@dataclass
-class PolicyOptions:
-    """Everything `load_policy` takes besides the model name; saved with the policy."""
-
-    dtype: str = "float32"
-    device: str = "cpu"
-    lora: lora_mod.LoraSettings | None = None
-    value_head: bool = True
-    gradient_checkpointing: bool = False
-    reference: str = "auto"  # auto: LoRA-disabled model if LoRA, else none; "copy": frozen copy; "none"
-    attn_implementation: str | None = "sdpa"
-    trust_remote_code: bool = False
-    system_prompt: str | None = None
-    # Speed levers (issue 8); each leaves log-probs unchanged (tests), benchmarks/grpo_vs_trl.py measures them.
-    decoder: str = "rlvlm"  # rlvlm: own KV-cache sampling loop | hf: transformers generate()
-    share_prompts: bool = True  # one vision + prompt pass per distinct (prompt, image), cache shared by its samples
-    # decoder=rlvlm: preallocated KV cache written in place instead of grown by concatenation. Off: on CPU it
-    # measured no faster (small model, 64 x 64 and 64 x 128 tokens: within noise, 9 % slower on the tiny one).
-    static_cache: bool = False
-    logprob_chunk: int = 4  # rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"model.dtype={self.dtype!r} is not one of {', '.join(_DTYPES)}")
-        generator_backend(self.decoder)  # a ConfigError naming model.decoder and the registered backends
-        if self.logprob_chunk < 0:
-            raise ConfigError(f"model.logprob_chunk={self.logprob_chunk} must be >= 0 (0: no chunking)")
-        if self.reference not in ("auto", "copy", "none"):
-            raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
-
-
 def load_policy(name_or_path: str | Path, options: PolicyOptions | None = None, **overrides) -> "Policy":
     """Load a policy from a hub id, a model directory or a saved policy directory.
 
     Keyword overrides set `PolicyOptions` fields, e.g.
     `load_policy("Qwen/Qwen2.5-VL-3B-Instruct", dtype="bfloat16", device="cuda", lora={"r": 16})`.
     """
-    options = copy.deepcopy(options) if options is not None else PolicyOptions()
     saved = Path(name_or_path) / POLICY_FILE
     saved_state = json.loads(saved.read_text()) if saved.is_file() else None
-    if saved_state is not None and options == PolicyOptions():
+    if options is None or options_to_dict(options) == options_to_dict(PolicyOptions()):
         # A saved policy loads with the options it was saved with (its LoRA, value head, ...);
         # keyword overrides then change single fields (e.g. device="cuda").
-        options = _options_from_dict(saved_state["options"])
-    for key, value in overrides.items():
-        if not hasattr(options, key):
-
-            raise ConfigError(f"load_policy got unknown option {key!r}{did_you_mean(key, asdict(options))}")
-        setattr(options, key, value)
-    if isinstance(options.lora, dict):
-        options.lora = lora_mod.LoraSettings(**options.lora)
-    options.validate()
+        options = saved_state["options"] if saved_state is not None else {}
+    # Overrides go through the config parser: the same types, checks and messages as `model.KEY=VALUE`.
+    options = options_from_dict({**(options if isinstance(options, dict) else options_to_dict(options)), **overrides},
+                                where="load_policy")
     return Policy(str(name_or_path), options, saved_state)
-
-
-def _options_from_dict(d: dict) -> PolicyOptions:
-    d = dict(d)
-    if d.get("lora"):
-        d["lora"] = lora_mod.LoraSettings(**d["lora"])
-    return PolicyOptions(**d)
 
 
 class Policy(nn.Module):
@@ -363,7 +319,7 @@ class Policy(nn.Module):
 
 
 def _options_to_dict(o: PolicyOptions) -> dict:
-    d = asdict(o)
+    d = options_to_dict(o)
     d["device"] = "cpu"  # a saved policy loads on CPU unless told otherwise
     return d
 

@@ -15,30 +15,25 @@ from rlvlm import algos
 from rlvlm.config import F, FF
 from rlvlm.config.coerce import RETIRED_KEYS
 from rlvlm.errors import ConfigError
+from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
 from rlvlm.rewards import CompositeReward
 
+for _old, _new in (("lora_r", "r"), ("lora_alpha", "alpha"), ("lora_vision", "vision")):
+    RETIRED_KEYS[f"model.{_old}"] = (f"use model.lora.{_new} (LoRA is the model.lora section: model.lora.r=16 turns "
+                                     "it on, model.lora=null trains every weight)")
 RETIRED_KEYS["algo.name"] = ("drop it; algo.advantage alone chooses the algorithm (gae: PPO with a critic; grpo, "
                              "dr_grpo, rloo: group methods; reinforce_pp, reward_to_go)")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(PolicyOptions):
+    """The policy model: every `PolicyOptions` field (declared once, in rlvlm/models/options.py) plus its name."""
+
     name_or_path: str = F("tiny:qwen2_vl", "hub id, model directory, saved policy, or tiny:ARCH[:SIZE[:SEED]] "
                           "to build a from-scratch model into the cache")
-    dtype: Literal["float32", "bfloat16", "float16"] = F("float32", "float32 | bfloat16 | float16")
-    device: str = F("cpu", "torch device, e.g. cpu or cuda")
-    lora_r: int = F(0, "LoRA rank; 0 trains all weights")
-    lora_alpha: float = F(32.0, "LoRA alpha")
-    lora_vision: bool = F(False, "also put LoRA on the vision tower")
-    value_head: bool = F(True, "MLP value head on the last prompt token (needed by PPO/GAE)")
-    gradient_checkpointing: bool = F(False, "trade compute for activation memory")
-    reference: Literal["auto", "copy", "none"] = F("auto", "KL reference: auto (LoRA-disabled model if LoRA), copy (frozen copy), none")
-    attn_implementation: str = F("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
-    decoder: str = F("rlvlm", "generator backend (rlvlm.models.generators.GENERATORS): rlvlm (own loop, KV cache, "
-                     "prompts prefilled once) | hf (transformers generate)")
-    share_prompts: bool = F(True, "one vision + prompt pass per distinct (prompt, image), its KV cache shared by "
-                            "the group's samples, in sampling and scoring")
-    logprob_chunk: int = F(4, "rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)")
+
+    def policy_options(self) -> PolicyOptions:
+        return options_from_dict(options_to_dict(self))
 
 
 @dataclass
@@ -191,10 +186,10 @@ class TrainConfig:
             raise ConfigError(f"algo.reward_norm=true scales discounted returns for gae only; with "
                               f"algo.advantage={a.advantage} the group estimator already normalises; fix: set "
                               "algo.reward_norm=false")
-        if a.kl_coef > 0 and (m.reference == "none" or (m.reference == "auto" and m.lora_r == 0)):
+        if a.kl_coef > 0 and (m.reference == "none" or (m.reference == "auto" and m.lora is None)):
             raise ConfigError(f"algo.kl_coef={a.kl_coef} needs a reference policy; fix: set model.reference=copy "
-                              "(a frozen copy of the starting weights), or model.lora_r > 0, or algo.kl_coef=0")
-        if a.kl_coef > 0 and m.reference == "auto" and m.lora_r > 0 and self.sft.episodes > 0:
+                              "(a frozen copy of the starting weights), or LoRA (model.lora.r=16), or algo.kl_coef=0")
+        if a.kl_coef > 0 and m.reference == "auto" and m.lora is not None and self.sft.episodes > 0:
             raise ConfigError(f"algo.kl_coef={a.kl_coef} with LoRA and sft.episodes={self.sft.episodes}: the reference "
                               "(the model with its adapter disabled) would be the model before the warm-start; fix: "
                               "set model.reference=copy (taken after the warm-start) or sft.episodes=0")

@@ -27,7 +27,7 @@ from rlvlm.envs.vector import make_env
 from rlvlm.errors import ConfigError, did_you_mean
 from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
 from rlvlm.models.checks import check_image_tokens
-from rlvlm.models.policy import PolicyOptions, SamplingConfig, load_policy
+from rlvlm.models.policy import SamplingConfig, load_policy
 from rlvlm.models.seeding import cpu_threads, seed_everything
 from rlvlm.models.tiny import cached_tiny_model
 from rlvlm.rewards import CompositeReward
@@ -108,15 +108,7 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
 
 
 def build_policy(cfg: TrainConfig):
-    m = cfg.model
-    lora = None
-    if m.lora_r > 0:
-        lora = {"r": m.lora_r, "alpha": m.lora_alpha, "vision": m.lora_vision}
-    options = PolicyOptions(dtype=m.dtype, device=m.device, lora=lora, value_head=m.value_head,
-                            gradient_checkpointing=m.gradient_checkpointing, reference=m.reference,
-                            attn_implementation=m.attn_implementation, decoder=m.decoder,
-                            share_prompts=m.share_prompts, logprob_chunk=m.logprob_chunk)
-    return load_policy(resolve_model(m.name_or_path), options)
+    return load_policy(resolve_model(cfg.model.name_or_path), cfg.model.policy_options())
 
 
 def param_groups(policy, lr: float, value_lr: float | None) -> list[dict]:

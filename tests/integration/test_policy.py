@@ -185,8 +185,10 @@ def test_bad_inputs_fail_clearly(tiny_dirs, tmp_path):
         load_policy(tmp_path / "nope")
     with pytest.raises(ConfigError, match="did you mean: value_head"):
         load_policy(tiny_dirs["llava"], value_heads=False)
-    with pytest.raises(ConfigError, match="model.dtype"):
+    with pytest.raises(ConfigError, match="dtype='fp8' is not one of: float32, bfloat16, float16"):
         load_policy(tiny_dirs["llava"], dtype="fp8")
+    with pytest.raises(ConfigError, match=r"lora.r='four' is not an int"):
+        load_policy(tiny_dirs["llava"], lora={"r": "four"})
     policy = load_policy(tiny_dirs["llava"], value_head=False)
     with pytest.raises(DataError, match=r"observations\[0\].image"):
         policy.sample([{"image": np.zeros((5,), np.uint8), "text": "x"}])

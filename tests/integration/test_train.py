@@ -233,3 +233,20 @@ def test_ref_reset_makes_the_reference_the_policy_of_that_update(model_dir, tmp_
         assert rows[1]["policy/kl"] < 1e-6 and rows[1]["policy/ref_reset"] == 1
     else:
         assert rows[1]["policy/kl"] > 1e-4 and "policy/ref_reset" not in rows[1]
+
+
+def test_every_policy_option_reaches_the_policy_from_the_train_config(model_dir, tmp_path):
+    """model.KEY=VALUE sets any PolicyOptions field; the policy is built with it and saves it."""
+    from rlvlm.models.policy import load_policy
+    from rlvlm.train.rl import build_policy
+
+    cfg = _cfg(model_dir, tmp_path / "o", "model.lora.r=2", "model.lora.alpha=4", "model.system_prompt=Answer briefly.",
+               "model.static_cache=true", "model.value_head=false", "algo.advantage=grpo", "rollout.group_size=2")
+    policy = build_policy(cfg)
+    assert policy.options.lora.r == 2 and policy.options.static_cache
+    assert "Answer briefly." in policy.build_prompt("hi", has_image=False)
+    n_lora = sum(p.numel() for n, p in policy.model.named_parameters() if "lora_" in n and p.requires_grad)
+    assert n_lora > 0 and n_lora == sum(p.numel() for p in policy.trainable_parameters())
+    policy.save(tmp_path / "pol")
+    again = load_policy(tmp_path / "pol")
+    assert again.options.system_prompt == "Answer briefly." and again.options.lora.alpha == 4.0

@@ -49,7 +49,7 @@ def test_a_critic_nothing_reads_is_refused(overrides):
     (["algo.gamma=1.5"], r"algo.gamma=1.5 must be in \[0, 1\]"),
     (["algo.lam=-0.1"], r"algo.lam=-0.1 must be in \[0, 1\]"),
     (["algo.kl_coef=0.1", "model.reference=auto"], r"algo.kl_coef=0.1 needs a reference policy; fix: set model.reference=copy"),
-    (["algo.kl_coef=0.1", "model.reference=none", "model.lora_r=8"], r"needs a reference policy"),
+    (["algo.kl_coef=0.1", "model.reference=none", "model.lora.r=8"], r"needs a reference policy"),
     (["algo.target_entropy=0.5", "algo.entropy_coef=0"], r"algo.target_entropy=0.5 .*fix: set algo.entropy_coef > 0"),
     (["sft.epochs=0"], r"sft.episodes=64 with sft.epochs=0 .*fix: set sft.epochs >= 1 or sft.episodes=0"),
     (["eval.episodes=0"], r"eval.episodes=0 must be >= 1"),
@@ -58,7 +58,7 @@ def test_a_critic_nothing_reads_is_refused(overrides):
     (["algo.ref_reset_every=-1"], r"algo.ref_reset_every=-1 must be >= 0"),
     (["algo.ref_reset_every=10", "algo.kl_coef=0"], r"algo.ref_reset_every=10 resets the frozen KL reference copy; "
                                                     r"it needs algo.kl_coef > 0 and model.reference=copy"),
-    (["algo.ref_reset_every=10", "model.reference=auto", "model.lora_r=8", "sft.episodes=0"], r"\(they are 0.05 and auto\)"),
+    (["algo.ref_reset_every=10", "model.reference=auto", "model.lora.r=8", "sft.episodes=0"], r"\(they are 0.05 and auto\)"),
     (["algo.lr_schedule=wsd"], r"algo.lr_schedule=wsd with algo.decay_updates=0 .*fix: set algo.decay_updates"),
     (["algo.lr_schedule=wsd", "updates=100", "algo.decay_updates=101"], r"the decay must cover 1 to updates - warmup_updates"),
     (["algo.lr_schedule=wsd", "updates=100", "algo.decay_updates=95", "algo.warmup_updates=10"], r"warmup_updates=10\)"),
@@ -80,13 +80,13 @@ def test_reward_norm_is_for_gae_only():
 
 def test_kl_with_a_reference_is_fine():
     _validate("numberline", "algo.kl_coef=0.1", "model.reference=copy")
-    _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8", "model.reference=auto", "sft.episodes=0")
+    _validate("numberline", "algo.kl_coef=0.1", "model.lora.r=8", "model.reference=auto", "sft.episodes=0")
 
 
 def test_kl_to_a_lora_reference_after_an_in_run_warm_start():
     # The disabled adapter is the model before SFT: KL would pull towards the untrained weights.
     with pytest.raises(ConfigError, match=r"fix: set model.reference=copy \(taken after the warm-start\)"):
-        _validate("numberline", "algo.kl_coef=0.1", "model.lora_r=8", "model.reference=auto")
+        _validate("numberline", "algo.kl_coef=0.1", "model.lora.r=8", "model.reference=auto")
 
 
 @pytest.mark.parametrize("value", ["0", "0.5"])

@@ -227,8 +227,9 @@ def test_rules_are_reachable_from_the_train_config_and_the_eval_cli():
     cfg = load_config(TrainConfig, "ezpoints", overrides)
     env = make_env_factory(cfg)().unwrapped
     assert (env.length_rule, env.deal_rule) == ("rl4vlm", "rl4vlm")
-    summary = evaluate_from_args(["env=rlvlm/EZPoints-v0", "policy=oracle", "episodes=5", "length_rule=rl4vlm",
-                                  "deal_rule=rl4vlm", "image_size=32"])  # fmt: skip
+    summary = evaluate_from_args(["env=rlvlm/EZPoints-v0", "policy=oracle", "episodes=5",
+                                  "env_kwargs.length_rule=rl4vlm", "env_kwargs.deal_rule=rl4vlm",
+                                  "env_kwargs.image_size=32"])  # fmt: skip
     assert summary["success_rate"] == 1.0
     with pytest.raises(ConfigError, match="length_rule"):
-        evaluate_from_args(["env=rlvlm/EZPoints-v0", "episodes=1", "length_rule=original"])
+        evaluate_from_args(["env=rlvlm/EZPoints-v0", "episodes=1", "env_kwargs.length_rule=original"])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlvlm.config import load_config
-from rlvlm.envs.runner import parse_eval_overrides
+from rlvlm.envs.runner import parse_eval_args
 from experiments import gym_cards as gc
 from rlvlm.train.config import TrainConfig
 
@@ -36,9 +36,9 @@ def test_every_training_command_is_a_valid_config(run, seed, tmp_path):
 def test_every_baseline_command_parses_and_uses_the_training_eval_seeds(run, seed, tmp_path):
     argv = run.seed_argv(tmp_path, seed)
     assert argv[-1] == f"output_dir={tmp_path / run.key / f'seed{seed}'}"
-    opts = parse_eval_overrides(argv[2:])
+    opts = parse_eval_args(argv[2:])
     # = the evaluation seed of the training run on the same seed (rlvlm eval's 1_000_000 + seed)
-    assert opts["seed"] == 1_000_000 + seed and opts["episodes"] == 500 and opts["env"] == gc.TASKS[run.task][0]
+    assert opts.seed == 1_000_000 + seed and opts.episodes == 500 and opts.env == gc.TASKS[run.task][0]
 
 
 def test_the_docs_command_writes_the_seed_literally():

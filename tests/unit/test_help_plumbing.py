@@ -8,7 +8,8 @@ import rlvlm.envs  # noqa: F401
 from rlvlm.config import load_config
 from rlvlm.errors import ConfigError
 from rlvlm.train.config import TrainConfig
-from rlvlm.train.evaluate import _parse
+from rlvlm.config import load_config
+from rlvlm.train.evaluate import RunEvalConfig, evaluate_run
 from rlvlm.train.rl import make_env_factory, merge_kwargs
 from rlvlm.train.sft import collect_demonstrations
 
@@ -80,12 +81,16 @@ def test_long_and_mixed_rationales():
 
 
 def test_eval_overrides_parse_env_keys():
-    opts, env = _parse(["episodes=20", "env.missing_info.p=1.0", "env.split=test"])
-    assert opts == {"episodes": 20} and env == {"missing_info": {"p": 1.0}, "split": "test"}
+    opts = load_config(RunEvalConfig, None, ["episodes=20", "env_kwargs.missing_info.p=1.0", "env_kwargs.split=test"])
+    assert (opts.episodes, opts.seed, opts.temperature) == (20, None, None)
+    env = opts.env_kwargs
+    assert env == {"missing_info": {"p": 1.0}, "split": "test"}
     merged = merge_kwargs({"task": "digits", "missing_info": {"p": 0.3, "modes": ["blank"]}}, env)
     assert merged == {"task": "digits", "split": "test", "missing_info": {"p": 1.0, "modes": ["blank"]}}
-    with pytest.raises(ConfigError, match="unknown eval key 'episode'"):
-        _parse(["episode=3"])
+    with pytest.raises(ConfigError, match="unknown config key 'episode'"):
+        load_config(RunEvalConfig, None, ["episode=3"])
+    with pytest.raises(ConfigError, match="fix: env_kwargs.missing_info.p=1.0"):  # the old spelling, before any work
+        evaluate_run("does-not-exist", ["env.missing_info.p=1.0"])
 
 
 def test_reveal_without_note_repeats_the_first_turn_prompt():
