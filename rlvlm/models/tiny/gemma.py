@@ -1,0 +1,51 @@
+"""Gemma 3: a SigLIP vision tower pooled to a fixed token count, bidirectional attention over image tokens."""
+
+from __future__ import annotations
+
+from rlvlm.models.processors import image_processor_class
+from rlvlm.models.tiny.spec import ArchSpec, FAMILIES, image_kwargs, register_family, template
+
+
+def _build_gemma3(s: dict, ids: dict, tok):
+    from transformers import Gemma3Config, Gemma3Processor
+
+
+    grid = s["image_size"] // s["patch"]
+    tokens_per_side = grid // 2
+    head_dim = s["hidden"] // s["heads"]
+    config = Gemma3Config(
+        text_config=dict(
+            vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["ffn"],
+            num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+            head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=512, max_position_embeddings=4096,
+            bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"],
+        ),
+        vision_config=dict(
+            hidden_size=s["v_hidden"], intermediate_size=s["v_ffn"], num_hidden_layers=s["v_layers"],
+            num_attention_heads=s["v_heads"], image_size=s["image_size"], patch_size=s["patch"],
+            vision_use_head=False,
+        ),
+        mm_tokens_per_image=tokens_per_side**2, boi_token_index=ids["boi_token"], eoi_token_index=ids["eoi_token"],
+        image_token_index=ids["image_token"], tie_word_embeddings=True,
+    )
+    ip = image_processor_class("Gemma3ImageProcessor")(
+        size={"height": s["image_size"], "width": s["image_size"]}, do_pan_and_scan=False,
+        **image_kwargs(),
+    )
+    proc = Gemma3Processor(
+        image_processor=ip, tokenizer=tok, image_seq_length=tokens_per_side**2,
+        chat_template=FAMILIES["gemma3"].chat_template,
+    )
+    return config, proc
+
+
+register_family("gemma3", ArchSpec(
+        named_tokens={"bos_token": "<bos>", "eos_token": "<end_of_turn>", "pad_token": "<pad>",
+                      "unk_token": "<unk>", "image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
+                      "eoi_token": "<end_of_image>"},
+        extra_tokens=("<start_of_turn>", "<eos>"),
+        chat_template=template("<start_of_turn>{{ role }}\n", "<end_of_turn>\n", "<start_of_image>", bos="<bos>",
+                                roles={"assistant": "model"}),
+        stop_tokens=("<end_of_turn>", "<eos>"),
+        build=_build_gemma3,
+    ))
