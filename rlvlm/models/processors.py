@@ -43,26 +43,56 @@ def image_processor_class(name: str):
 _IMAGE_ONLY: dict[type, type] = {}
 
 
+class _NoVideo:
+    """Stands where a processor's video processor would be: some processors read its frame
+    settings even for images (SmolVLM's chat template reads num_frames and fps)."""
+
+    num_frames = None
+    fps = None
+
+    def __call__(self, *args, **kwargs):
+        raise ModelSetupError("this processor was loaded without its video processor (no torchvision); "
+                              "rlvlm sends images only")
+
+
 def image_only_processor_class(cls: type) -> type:
     """A subclass of processor `cls` that has no video processor.
 
     ProcessorMixin derives a processor's parts from its `__init__` signature
     and type-checks each one against its base class; the video base class is
     unavailable without torchvision, so even `video_processor=None` fails. The
-    subclass's signature leaves video out (so only image processor and
-    tokenizer are checked) and it keeps the parent's name, so what it saves
-    reloads as the standard class on a machine with torchvision.
+    subclass's signature is the parent's without `video_processor`: only image
+    processor and tokenizer are checked, and every other setting the parent
+    names (SmolVLM's `image_seq_len`, LLaVA-OneVision's `num_image_tokens`) is
+    still saved, because transformers saves exactly the settings the signature
+    names. It keeps the parent's name, so what it saves reloads as the
+    standard class on a machine with torchvision.
     """
     if not has_torchvision() and "video_processor" in inspect.signature(cls.__init__).parameters:
         if cls not in _IMAGE_ONLY:
+            parent = inspect.signature(cls.__init__)
 
-            def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            def __init__(self, *args, **kwargs):
                 kwargs.pop("video_processor", None)
-                cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+                cls.__init__(self, *_with_video_slot(parent, args, kwargs), **kwargs)
+                self.video_processor = _NoVideo()
 
+            __init__.__signature__ = parent.replace(
+                parameters=[p for name, p in parent.parameters.items() if name != "video_processor"])
             _IMAGE_ONLY[cls] = type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
         return _IMAGE_ONLY[cls]
     return cls
+
+
+def _with_video_slot(parent: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
+    """Positional arguments given against the signature without `video_processor`, with None put in
+    its slot (or in `kwargs` when the call stops before it)."""
+    names = [n for n in parent.parameters if n != "self"]
+    slot = names.index("video_processor")
+    if len(args) > slot:
+        return (*args[:slot], None, *args[slot:])
+    kwargs["video_processor"] = None
+    return args
 
 
 def _processor_class_name(path: str, **hub_kwargs) -> str | None:

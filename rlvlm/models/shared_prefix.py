@@ -61,11 +61,13 @@ def unique_prompts(prompts: Sequence[str], images: Sequence[np.ndarray | None]) 
 
 
 def expand_cache(cache, index: torch.Tensor) -> None:
-    """Index the batch dimension of every cache layer in place (rows may repeat)."""
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None and layer.keys.numel() > 0:
-            layer.keys = layer.keys.index_select(0, index)
-            layer.values = layer.values.index_select(0, index)
+    """Index the batch dimension of every cache layer in place (rows may repeat).
+
+    Through the cache's own `reorder_cache` (beam search's hook), so every layer
+    kind follows: key/value layers, and the convolution and recurrent states of
+    linear-attention layers (Qwen3.5's Gated DeltaNet).
+    """
+    cache.reorder_cache(index)
 
 
 def completion_positions(hf, enc: dict, completions: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, dict]:

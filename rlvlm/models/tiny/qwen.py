@@ -89,3 +89,71 @@ register_family("qwen2_vl", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<
 register_family("qwen2_5_vl", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<|im_start|>",),
                            chat_template=_QWEN_TEMPLATE, stop_tokens=("<|im_end|>", "<|endoftext|>"),
                            build=_build_qwen2_5_vl))
+
+
+def _qwen3_vision(s: dict) -> dict:
+    grid = s["image_size"] // s["patch"]
+    return dict(
+        depth=s["v_layers"], hidden_size=s["v_hidden"], intermediate_size=s["v_ffn"], num_heads=s["v_heads"],
+        out_hidden_size=s["hidden"], patch_size=s["patch"], spatial_merge_size=2, temporal_patch_size=2,
+        # learned position table, interpolated to each image's grid; DeepStack feeds the features of
+        # these vision layers into the first text layers
+        num_position_embeddings=grid * grid, deepstack_visual_indexes=[0],
+    )
+
+
+def _qwen3_processor(s: dict, tok, arch: str):
+    from transformers import Qwen3VLProcessor
+
+    pixels = s["image_size"] * s["image_size"]
+    ip = image_processor_class("Qwen2VLImageProcessor")(
+        size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=s["patch"], merge_size=2,
+        temporal_patch_size=2, **image_kwargs(),
+    )
+    return image_only_processor_class(Qwen3VLProcessor)(image_processor=ip, tokenizer=tok,
+                                                        chat_template=FAMILIES[arch].chat_template)
+
+
+def _build_qwen3_vl(s: dict, ids: dict, tok):
+    from transformers import Qwen3VLConfig
+
+    text = _qwen_text(s, ids)
+    text.update(head_dim=s["hidden"] // s["heads"])
+    text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True}
+    config = Qwen3VLConfig(
+        text_config=text, vision_config=_qwen3_vision(s),
+        image_token_id=ids["image_token"], video_token_id=ids["video_token"],
+        vision_start_token_id=ids["vision_start_token"], vision_end_token_id=ids["vision_end_token"],
+        tie_word_embeddings=False,
+    )
+    return config, _qwen3_processor(s, tok, "qwen3_vl")
+
+
+register_family("qwen3_vl", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<|im_start|>",),
+                                     chat_template=_QWEN_TEMPLATE, stop_tokens=("<|im_end|>", "<|endoftext|>"),
+                                     build=_build_qwen3_vl))
+
+
+def _build_qwen3_5(s: dict, ids: dict, tok):
+    from transformers import Qwen3_5Config
+
+    text = _qwen_text(s, ids)
+    head = s["hidden"] // s["heads"]
+    text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True, "partial_rotary_factor": 1.0}
+    # Qwen3.5 interleaves Gated DeltaNet (linear attention, a recurrent state instead of a KV cache)
+    # with full attention; the tiny model keeps one of each, so both cache kinds are exercised.
+    text.update(head_dim=head, layer_types=["linear_attention", "full_attention"] * (s["layers"] // 2),
+                linear_key_head_dim=head, linear_value_head_dim=head, linear_num_key_heads=s["kv_heads"],
+                linear_num_value_heads=s["heads"])
+    config = Qwen3_5Config(
+        text_config=text, vision_config=_qwen3_vision(s),
+        image_token_id=ids["image_token"], video_token_id=ids["video_token"],
+        vision_start_token_id=ids["vision_start_token"], vision_end_token_id=ids["vision_end_token"],
+        tie_word_embeddings=False,
+    )
+    return config, _qwen3_processor(s, tok, "qwen3_5")
+
+
+register_family("qwen3_5", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<|im_start|>",),
+                                    chat_template=_QWEN_TEMPLATE, stop_tokens=("<|im_end|>", "<|endoftext|>"),
+                                    build=_build_qwen3_5))
