@@ -42,7 +42,7 @@ register_family("llava", ArchSpec(
     ))
 
 
-def _qwen2_text(s: dict, ids: dict) -> dict:
+def qwen2_text(s: dict, ids: dict) -> dict:
     return dict(
         model_type="qwen2", vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["ffn"],
         num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
@@ -67,7 +67,7 @@ def _build_llava_onevision(s: dict, ids: dict, tok):
     # resized whole image, so both the base-image and crop token paths run.
     pinpoints = [[side, side]]
     config = LlavaOnevisionConfig(
-        vision_config=_siglip_vision(s), text_config=_qwen2_text(s, ids), image_token_index=ids["image_token"],
+        vision_config=_siglip_vision(s), text_config=qwen2_text(s, ids), image_token_index=ids["image_token"],
         video_token_index=ids["video_token"], vision_feature_select_strategy="full", vision_feature_layer=-1,
         image_grid_pinpoints=pinpoints, vision_aspect_ratio="anyres_max_1", tie_word_embeddings=False,
     )
