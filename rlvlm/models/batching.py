@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from rlvlm.errors import DataError
+from rlvlm.models.input_rules import DEFAULT, InputRules, completion_side_input, model_inputs, per_token_keys
 
 
 @dataclass
@@ -90,7 +91,8 @@ def chat_prompt(processor, text: str, has_image: bool, system: str | None = None
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def encode_prompts(processor, prompts: Sequence[str], images: Sequence[np.ndarray | None]) -> dict:
+def encode_prompts(processor, prompts: Sequence[str], images: Sequence[np.ndarray | None],
+                   rules: InputRules = DEFAULT) -> dict:
     """Processor call on a homogeneous batch (all with images, or none), left-padded."""
     tok = processor.tokenizer
     tok.padding_side = "left"
@@ -100,25 +102,24 @@ def encode_prompts(processor, prompts: Sequence[str], images: Sequence[np.ndarra
         # One list of images per prompt: every supported processor accepts this
         # form, and per-prompt ones (Gemma 3, Idefics3) require it.
         kwargs["images"] = [[p] for p in pil]
-    return dict(processor(**kwargs))
+    elif rules.text_only_format is not None:  # the processor would refuse a prompt without an image
+        texts = [rules.text_only_format.format(bos=tok.bos_token or "", text=p) for p in prompts]
+        return dict(tok(texts, return_tensors="pt", padding=True, add_special_tokens=False,
+                        return_token_type_ids=True))
+    return model_inputs(processor(**kwargs))  # without training targets (PaliGemma's labels)
 
 
-def per_token_keys(enc: Mapping[str, torch.Tensor]) -> list[str]:
-    """Processor outputs that are per-token (same shape as input_ids), e.g. token_type_ids."""
-    shape = enc["input_ids"].shape
-    return [k for k, v in enc.items()
-            if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and v.shape == shape]
-
-
-def append_completions(enc: dict, completions: Sequence[Sequence[int]], pad_id: int) -> tuple[dict, torch.Tensor]:
+def append_completions(enc: dict, completions: Sequence[Sequence[int]], pad_id: int,
+                       rules: InputRules = DEFAULT) -> tuple[dict, torch.Tensor]:
     """Append right-padded completions to a left-padded prompt batch.
 
     Returns the new inputs and `completion_mask (B, Tc)`; per-token side
-    inputs (token-type ids) are extended with zeros, i.e. "text".
+    inputs are extended by the family's rules (input_rules.py): zeros ("text")
+    unless the family says otherwise.
     """
     B = enc["input_ids"].shape[0]
     Tc = max((len(c) for c in completions), default=0)
-    # On the prompts' device: they may already be on the GPU (Policy._encode moves them).
+    # On the prompts' device: they may already be on the GPU (Policy.encode moves them).
     dev = enc["input_ids"].device
     comp = torch.full((B, Tc), pad_id, dtype=enc["input_ids"].dtype, device=dev)
     cmask = torch.zeros((B, Tc), dtype=enc["attention_mask"].dtype, device=dev)
@@ -129,5 +130,5 @@ def append_completions(enc: dict, completions: Sequence[Sequence[int]], pad_id: 
     out["input_ids"] = torch.cat([enc["input_ids"], comp], dim=1)
     out["attention_mask"] = torch.cat([enc["attention_mask"], cmask], dim=1)
     for k in per_token_keys(enc):
-        out[k] = torch.cat([enc[k], torch.zeros((B, Tc), dtype=enc[k].dtype, device=dev)], dim=1)
+        out[k] = torch.cat([enc[k], completion_side_input(rules, k, enc[k], Tc)], dim=1)
     return out, cmask.bool()

@@ -61,7 +61,7 @@ def check_image_tokens(policy, image_size: int | tuple[int, int]) -> dict:
     prompt = policy.build_prompt("Check.", True)
     where = f"for {h}x{w} images"
     try:
-        enc = policy._encode([prompt], [image])
+        enc = policy.encode([prompt], [image])
     except (ValueError, RuntimeError, TypeError) as err:
         raise ImageTokenMismatchError(
             f"the processor cannot build an image prompt {where} ({_first_line(err)}); check {_settings(processor)}"

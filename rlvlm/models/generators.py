@@ -116,7 +116,7 @@ class OwnLoopGenerator(_SharedWeights):
             first, inverse = shared_prefix.unique_prompts(prompts, images)
         else:
             first, inverse = list(range(len(prompts))), list(range(len(prompts)))
-        enc = p._encode([prompts[i] for i in first], [images[i] for i in first])
+        enc = p.encode([prompts[i] for i in first], [images[i] for i in first])
         rows = [u for u in inverse for _ in range(sampling.n)]  # observation-major, n per observation
         with eval_mode(p.model):
             dec = shared_prefix.decode(
@@ -141,7 +141,7 @@ class HFGenerator(_SharedWeights):
     @torch.no_grad()
     def generate(self, prompts, images, sampling) -> list[Sample]:
         p = self.policy
-        enc = p._encode(prompts, images)
+        enc = p.encode(prompts, images)
         P = enc["input_ids"].shape[1]
         clock = StepClock(p.blocked_token_ids)
         greedy = sampling.temperature == 0

@@ -34,6 +34,7 @@ from torch import nn
 from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
+from rlvlm.models.input_rules import input_rules
 from rlvlm.models.generators import eval_mode, generator_backend
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
 from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, score_completions
@@ -142,7 +143,7 @@ class Policy(nn.Module):
         self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
         self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
         self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
-            encode=self._encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
+            encode=self.encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
             share_prompts=options.share_prompts, gradient_checkpointing=options.gradient_checkpointing,
             logprob_chunk=options.logprob_chunk))
         self.generator = generator_backend(options.decoder)(self)
@@ -170,8 +171,9 @@ class Policy(nn.Module):
     def build_prompt(self, text: str, has_image: bool) -> str:
         return chat_prompt(self.processor, text, has_image, self.options.system_prompt)
 
-    def _encode(self, prompts: Sequence[str], images: Sequence) -> dict:
-        enc = encode_prompts(self.processor, prompts, images)
+    def encode(self, prompts: Sequence[str], images: Sequence) -> dict:
+        """Model inputs of a homogeneous batch of chat-templated prompts (all with images, or none), on the device."""
+        enc = encode_prompts(self.processor, prompts, images, input_rules(self.hf.config))
         return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in enc.items()}
 
     # -------------------------------------------------------------- sampling
@@ -207,7 +209,7 @@ class Policy(nn.Module):
         out = [0.0] * len(parts)
         for idx in split_by_image(parts):
             images = [parts[i][0] for i in idx]
-            enc = self._encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
+            enc = self.encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
             hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
             for j, v in zip(idx, self.value_head(hs[:, -1]).tolist()):
                 out[j] = v

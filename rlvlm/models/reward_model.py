@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from rlvlm.errors import ConfigError, ModelSetupError, did_you_mean
-from rlvlm.models.batching import Sample, append_completions, encode_prompts, per_token_keys
+from rlvlm.models.batching import Sample
+from rlvlm.models.shared_prefix import completion_positions
 from rlvlm.models.policy import Policy, load_policy
 from rlvlm.models.value_head import ValueHead
 
@@ -92,14 +93,14 @@ def last_hidden_states(policy: Policy, samples: Sequence[Sample]):
     """
     for idx in _groups(samples):
         batch = [samples[i] for i in idx]
-        enc = encode_prompts(policy.processor, [s.prompt_text for s in batch], [s.image for s in batch])
-        inputs, cmask = append_completions(enc, [s.completion_ids for s in batch], policy.tokenizer.pad_token_id)
+        enc = policy.encode([s.prompt_text for s in batch], [s.image for s in batch])
+        completions = [s.completion_ids for s in batch]
+        pos, inputs = completion_positions(policy.hf, enc, completions, policy.tokenizer.pad_token_id)
+        cmask = inputs["attention_mask"][:, enc["input_ids"].shape[1]:].bool()
         dev = policy.device
         inputs = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in inputs.items()}
         kw = {k: v for k, v in inputs.items() if k != "input_ids"}
-        pos_keys = ["attention_mask", "image_grid_thw", "video_grid_thw", "mm_token_type_ids"] + per_token_keys(enc)
-        kw["position_ids"] = policy.hf._prepare_position_ids_for_generation(
-            inputs["input_ids"], {k: inputs[k] for k in pos_keys if k in inputs})
+        kw["position_ids"] = pos.to(dev)
         out = policy.model(input_ids=inputs["input_ids"], **kw, logits_to_keep=1, output_hidden_states=True,
                            use_cache=False)
         P = enc["input_ids"].shape[1]

@@ -32,7 +32,8 @@ import torch
 
 from transformers.cache_utils import StaticCache, StaticLayer
 
-from rlvlm.models.batching import append_completions, per_token_keys
+from rlvlm.models.batching import append_completions
+from rlvlm.models.input_rules import input_rules, per_token_keys
 
 
 def _image_key(image: np.ndarray | None) -> bytes | None:
@@ -74,12 +75,15 @@ def completion_positions(hf, enc: dict, completions: Sequence[Sequence[int]], pa
     """(position ids, inputs) of prompts + right-padded completions, from the model's own rule.
 
     The layout `generate` produces (batching.py), so sampled and re-scored
-    positions match, Qwen2-VL's 3-D M-RoPE ones included.
+    positions match, Qwen2-VL's 3-D M-RoPE ones included; the family's rules
+    (input_rules.py) add its offset and extend its per-token side inputs.
     """
-    inputs, _ = append_completions(enc, completions, pad_id)
+    rules = input_rules(hf.config)
+    inputs, _ = append_completions(enc, completions, pad_id, rules)
     keys = ["attention_mask", "image_grid_thw", "video_grid_thw", "mm_token_type_ids"] + per_token_keys(enc)
     pos_kwargs = {k: inputs[k] for k in keys if k in inputs}
-    return hf._prepare_position_ids_for_generation(inputs["input_ids"], dict(pos_kwargs)), inputs
+    pos = hf._prepare_position_ids_for_generation(inputs["input_ids"], dict(pos_kwargs))
+    return pos + rules.position_offset if rules.position_offset else pos, inputs
 
 
 def _select_rows(enc: dict, index: torch.Tensor) -> dict:

@@ -82,7 +82,7 @@ def test_static_and_growing_cache_decode_the_same(tiny_dirs):
     policy = load_policy(tiny_dirs["qwen2_vl"])
     obs = _group_observations(2, 1)
     prompts = [policy.build_prompt(o["text"], True) for o in obs]
-    enc = policy._encode(prompts, [o["image"] for o in obs])
+    enc = policy.encode(prompts, [o["image"] for o in obs])
     kw = dict(max_new_tokens=10, temperature=0.0, top_p=1.0, stop_ids=policy.stop_token_ids,
               pad_id=policy.tokenizer.pad_token_id, blocked=policy.blocked_token_ids)
     with torch.no_grad():

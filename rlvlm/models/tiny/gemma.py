@@ -49,3 +49,44 @@ register_family("gemma3", ArchSpec(
         stop_tokens=("<end_of_turn>", "<eos>"),
         build=_build_gemma3,
     ))
+
+
+def _build_paligemma(s: dict, ids: dict, tok):
+    from transformers import PaliGemmaConfig, PaliGemmaProcessor
+
+    side, patch = s["image_size"], s["patch"]
+    tokens = (side // patch) ** 2
+    head_dim = s["hidden"] // s["heads"]
+    config = PaliGemmaConfig(
+        vision_config=dict(
+            model_type="siglip_vision_model", hidden_size=s["v_hidden"], intermediate_size=s["v_ffn"],
+            num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"], image_size=side, patch_size=patch,
+            projection_dim=s["hidden"], num_image_tokens=tokens, vision_use_head=False,
+        ),
+        text_config=dict(
+            model_type="gemma", vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["ffn"],
+            num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+            head_dim=head_dim, max_position_embeddings=4096, bos_token_id=ids["bos_token"],
+            eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"],
+        ),
+        image_token_index=ids["image_token"], vocab_size=s["vocab"], projection_dim=s["hidden"],
+        hidden_size=s["hidden"], tie_word_embeddings=True,
+    )
+    ip = image_processor_class("SiglipImageProcessor")(size={"height": side, "width": side}, **image_kwargs())
+    ip.image_seq_length = tokens  # PaliGemma's processor reads the image token count from its image processor
+    proc = PaliGemmaProcessor(image_processor=ip, tokenizer=tok, chat_template=FAMILIES["paligemma"].chat_template)
+    return config, proc
+
+
+# PaliGemma is a prefix model: image tokens, BOS, the prompt and "\n" (the processor adds BOS and "\n")
+# attend to each other both ways; the answer after it is causal. Its checkpoints have no chat roles.
+register_family("paligemma", ArchSpec(
+    named_tokens={"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                  "image_token": "<image>"},
+    extra_tokens=(),
+    chat_template="{% for m in messages %}{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+                  "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% elif c['type'] == 'text' %}"
+                  "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}",
+    stop_tokens=("<eos>",),
+    build=_build_paligemma,
+))
