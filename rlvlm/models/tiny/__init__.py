@@ -4,7 +4,7 @@ Each family module registers its builder (spec.register_family); importing the
 package registers them all, in the order ARCHS lists them.
 """
 
-from rlvlm.models.tiny import gemma, idefics, internvl, llava, qwen  # noqa: F401  (register the families)
+from rlvlm.models.tiny import gemma, idefics, internvl, llava, mllama, qwen  # noqa: F401  (register the families)
 from rlvlm.models.tiny.build import (
     BUILDER_VERSION, build_tiny_model, build_tokenizer, cache_dir, cached_tiny_model,
 )

@@ -79,6 +79,8 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "t
     with private_stream(seed):
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
         _reinit_zero_matrices(model, std=getattr(config, "initializer_range", None) or 0.02)
+        if spec.post_init is not None:
+            spec.post_init(model)
     stop_ids = [tok.convert_tokens_to_ids(t) for t in spec.stop_tokens]
     model.generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=ids["pad_token"], bos_token_id=ids["bos_token"],

@@ -65,7 +65,9 @@ class ArchSpec:
     chat_template: str
     stop_tokens: tuple[str, ...]  # generation stops at any of these
     build: Callable[[dict, dict, object], tuple]  # (shape, token ids, tokenizer) -> (config, processor)
-
+    # Called on the fresh model, under the build's seeded stream: a family whose real checkpoints
+    # overwrite a zero-initialised gate opens it here, or the tiny model would ignore its image.
+    post_init: Callable[[object], None] | None = None
 
 
 FAMILIES: dict[str, ArchSpec] = {}
