@@ -70,29 +70,40 @@ def image_only_processor_class(cls: type) -> type:
     """
     if not has_torchvision() and "video_processor" in inspect.signature(cls.__init__).parameters:
         if cls not in _IMAGE_ONLY:
-            parent = inspect.signature(cls.__init__)
-
-            def __init__(self, *args, **kwargs):
-                kwargs.pop("video_processor", None)
-                cls.__init__(self, *_with_video_slot(parent, args, kwargs), **kwargs)
-                self.video_processor = _NoVideo()
-
-            __init__.__signature__ = parent.replace(
-                parameters=[p for name, p in parent.parameters.items() if name != "video_processor"])
-            _IMAGE_ONLY[cls] = type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+            _IMAGE_ONLY[cls] = _image_only_subclass(cls)
         return _IMAGE_ONLY[cls]
     return cls
 
 
-def _with_video_slot(parent: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
-    """Positional arguments given against the signature without `video_processor`, with None put in
-    its slot (or in `kwargs` when the call stops before it)."""
+def _image_only_subclass(cls: type) -> type:
+    from transformers.processing_utils import ProcessorMixin
+
+    parent = inspect.signature(cls.__init__)
     names = [n for n in parent.parameters if n != "self"]
     slot = names.index("video_processor")
-    if len(args) > slot:
-        return (*args[:slot], None, *args[slot:])
-    kwargs["video_processor"] = None
-    return args
+
+    def __init__(self, *args, **kwargs):
+        kwargs.pop("video_processor", None)
+        if len(args) > slot:
+            args = (*args[:slot], None, *args[slot:])
+        else:
+            kwargs["video_processor"] = None
+        cls.__init__(self, *args, **kwargs)
+        self.video_processor = _NoVideo()
+
+    class _WithoutVideo(ProcessorMixin):
+        """Sits between `cls` and ProcessorMixin in the MRO and takes the video processor out of what
+        `cls` passes up, in either form (a keyword for Gemma 4, a positional for Qwen2-VL)."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("video_processor", None)
+            if len(args) > slot:
+                args = (*args[:slot], *args[slot + 1:])
+            super().__init__(*args, **kwargs)
+
+    __init__.__signature__ = parent.replace(
+        parameters=[p for name, p in parent.parameters.items() if name != "video_processor"])
+    return type(cls.__name__, (cls, _WithoutVideo), {"__init__": __init__, "__module__": cls.__module__})
 
 
 def _processor_class_name(path: str, **hub_kwargs) -> str | None:
@@ -118,7 +129,7 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False, **hub_
     for processors that carry a video processor, the processor class is built
     from its tokenizer and image processor with `video_processor=None`.
     """
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     try:
         return AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs)
@@ -138,10 +149,18 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False, **hub_
             f"and no processor_class could be read to build it without one"
         )
     cls = image_only_processor_class(getattr(transformers, cls_name))
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs)
-    image_processor = AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
     kwargs = _processor_init_kwargs(name_or_path, **hub_kwargs)
-    return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+    # Each part the class names, loaded by its own Auto class (an audio feature extractor too: Gemma 4).
+    parts = {"tokenizer": lambda: AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code,
+                                                                **hub_kwargs),
+             "image_processor": lambda: AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs),
+             "feature_extractor": lambda: AutoFeatureExtractor.from_pretrained(name_or_path, **hub_kwargs)}
+    for name in cls.get_attributes():
+        if name not in parts:
+            raise ModelSetupError(f"model.name_or_path={name_or_path!r}: its processor {cls_name} needs a {name}, "
+                                  "which rlvlm cannot load without torchvision; fix: pip install torchvision")
+        kwargs[name] = parts[name]()
+    return cls(**kwargs)
 
 
 def _mentions_video_or_torchvision(err: BaseException) -> bool:
@@ -158,7 +177,8 @@ def _processor_init_kwargs(path: str, **hub_kwargs) -> dict:
     if resolved and Path(resolved).is_file():
         data = json.loads(Path(resolved).read_text())
         for key, value in data.items():
-            if key in ("processor_class", "image_processor", "video_processor", "tokenizer") or key.startswith("_"):
+            if key in ("processor_class", "image_processor", "video_processor", "feature_extractor", "tokenizer") \
+                    or key.startswith("_"):
                 continue
             kwargs[key] = value
     for fname in ("chat_template.jinja", "chat_template.json"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlvlm.models.processors import image_processor_class
+from rlvlm.models.processors import image_only_processor_class, image_processor_class
 from rlvlm.models.tiny.spec import ArchSpec, FAMILIES, image_kwargs, register_family, template
 
 
@@ -89,4 +89,51 @@ register_family("paligemma", ArchSpec(
                   "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}",
     stop_tokens=("<eos>",),
     build=_build_paligemma,
+))
+
+
+def _build_gemma4(s: dict, ids: dict, tok):
+    from transformers import Gemma4AudioFeatureExtractor, Gemma4Config, Gemma4Processor
+
+    head_dim = s["hidden"] // s["heads"]
+    # The image processor resizes each image to at most max_soft_tokens x kernel^2 patches
+    # (70 is the smallest count it accepts) and pools kernel x kernel patches into one token.
+    kernel, soft_tokens = 2, 70
+    config = Gemma4Config(
+        text_config=dict(
+            vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["ffn"],
+            num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+            head_dim=head_dim, max_position_embeddings=4096, sliding_window=512,
+            layer_types=["sliding_attention", "full_attention"] * (s["layers"] // 2),
+            vocab_size_per_layer_input=s["vocab"], hidden_size_per_layer_input=16,
+            bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"],
+        ),
+        vision_config=dict(
+            hidden_size=s["v_hidden"], intermediate_size=s["v_ffn"], num_hidden_layers=s["v_layers"],
+            num_attention_heads=s["v_heads"], num_key_value_heads=s["v_heads"], head_dim=s["v_hidden"] // s["v_heads"],
+            patch_size=s["patch"], pooling_kernel_size=kernel, position_embedding_size=1024,
+        ),
+        audio_config=None, boi_token_id=ids["boi_token"], eoi_token_id=ids["eoi_token"],
+        image_token_id=ids["image_token"], video_token_id=ids["video_token"], boa_token_id=ids["boa_token"],
+        eoa_token_index=ids["eoa_token"], audio_token_id=ids["audio_token"], tie_word_embeddings=True,
+    )
+    ip = image_processor_class("Gemma4ImageProcessor")(
+        patch_size=s["patch"], max_soft_tokens=soft_tokens, pooling_kernel_size=kernel, **image_kwargs(),
+    )
+    proc = image_only_processor_class(Gemma4Processor)(
+        feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=ip, tokenizer=tok,
+        image_seq_length=soft_tokens, chat_template=FAMILIES["gemma4"].chat_template,
+    )
+    return config, proc
+
+
+register_family("gemma4", ArchSpec(
+    named_tokens={"bos_token": "<bos>", "eos_token": "<turn|>", "pad_token": "<pad>", "unk_token": "<unk>",
+                  "image_token": "<|image|>", "boi_token": "<|image>", "eoi_token": "<image|>",
+                  "video_token": "<|video|>", "audio_token": "<|audio|>", "boa_token": "<|audio>",
+                  "eoa_token": "<audio|>"},
+    extra_tokens=("<|turn>", "<eos>"),
+    chat_template=template("<|turn>{{ role }}\n", "<turn|>\n", "<|image|>", bos="<bos>", roles={"assistant": "model"}),
+    stop_tokens=("<turn|>", "<eos>"),
+    build=_build_gemma4,
 ))
