@@ -27,10 +27,23 @@ def idefics3_dir(tmp_path_factory):
     return str(out)
 
 
+class _TinyDirs(dict):
+    """arch -> a tiny from-scratch model directory, built on first use and kept for the session
+    (a run of one family's tests builds only that family)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, arch):
+        from rlvlm.models.tiny import build_tiny_model
+
+        build_tiny_model(self.root / arch, arch, "tiny", seed=0)
+        self[arch] = self.root / arch
+        return self[arch]
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):
-    """One tiny from-scratch model directory per supported architecture, built once per session."""
-    from rlvlm.models.tiny import ARCHS, build_tiny_model
-
-    root = tmp_path_factory.mktemp("tiny")
-    return {arch: build_tiny_model(root / arch, arch, "tiny", seed=0) and root / arch for arch in ARCHS}
+    """One tiny from-scratch model directory per supported family (rlvlm.models.tiny.ARCHS)."""
+    return _TinyDirs(tmp_path_factory.mktemp("tiny"))

@@ -43,7 +43,7 @@ class ScoringSetup:
     encode: Callable[[Sequence[str], Sequence], dict]
     pad_id: int
     blocked_ids: list[int]
-    share_prompts: bool
+    share_prompts: bool  # in the grad pass; off for models with recurrent layers (shared_prefix.has_recurrent_layers)
     gradient_checkpointing: bool
     logprob_chunk: int
 

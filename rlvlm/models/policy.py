@@ -34,6 +34,7 @@ from torch import nn
 from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
+from rlvlm.models import shared_prefix
 from rlvlm.models.input_rules import input_rules
 from rlvlm.models.generators import eval_mode, generator_backend
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
@@ -144,7 +145,8 @@ class Policy(nn.Module):
         self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
         self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
             encode=self.encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
-            share_prompts=options.share_prompts, gradient_checkpointing=options.gradient_checkpointing,
+            share_prompts=options.share_prompts and not shared_prefix.has_recurrent_layers(self.hf),
+            gradient_checkpointing=options.gradient_checkpointing,
             logprob_chunk=options.logprob_chunk))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)

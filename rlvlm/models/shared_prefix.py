@@ -71,6 +71,19 @@ def expand_cache(cache, index: torch.Tensor) -> None:
     cache.reorder_cache(index)
 
 
+def has_recurrent_layers(hf) -> bool:
+    """True when the model's cache holds recurrent (linear-attention) layers, e.g. Qwen3.5's Gated DeltaNet.
+
+    Their convolution and recurrent states are updated in place by the pass
+    that continues from them, so a prefix shared by a grad pass would be
+    overwritten before its backward: scoring runs unshared for such models
+    (sampling, without grad, still shares).
+    """
+    from transformers.cache_utils import DynamicCache, LinearAttentionCacheLayerMixin
+
+    return any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in DynamicCache(config=hf.config).layers)
+
+
 def completion_positions(hf, enc: dict, completions: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, dict]:
     """(position ids, inputs) of prompts + right-padded completions, from the model's own rule.
 
