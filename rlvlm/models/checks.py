@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlvlm.errors import ImageTokenMismatchError
+from rlvlm.errors import ImageTokenMismatchError, ModelSetupError
 
 # Processor / image-processor settings that decide the image token count.
 _PROCESSOR_KEYS = ("patch_size", "num_additional_image_tokens", "vision_feature_select_strategy",
-                   "image_seq_length", "image_seq_len")
+                   "image_seq_length", "image_seq_len", "num_image_tokens")
 _IMAGE_PROCESSOR_KEYS = ("size", "crop_size", "patch_size", "merge_size", "max_image_size", "min_pixels",
-                         "max_pixels", "do_image_splitting")
+                         "max_pixels", "do_image_splitting", "max_image_tiles", "max_soft_tokens",
+                         "pooling_kernel_size")
 
 
 def _compact(value):
@@ -41,7 +42,7 @@ def _vision_summary(config) -> str:
     vc = getattr(config, "vision_config", None)
     if vc is None:
         return "its vision_config"
-    keys = ("image_size", "patch_size", "spatial_merge_size")
+    keys = ("image_size", "patch_size", "spatial_merge_size", "max_num_tiles", "pooling_kernel_size")
     found = [f"{k}={getattr(vc, k)}" for k in keys if getattr(vc, k, None) is not None]
     for k in ("mm_tokens_per_image", "scale_factor", "image_seq_length"):
         if getattr(config, k, None) is not None:
@@ -80,12 +81,26 @@ def check_image_tokens(policy, image_size: int | tuple[int, int]) -> dict:
         with torch.no_grad():
             policy.model(**enc, logits_to_keep=1, use_cache=False)
     except (ValueError, RuntimeError, IndexError) as err:
+        _text_only_forward(policy, err)  # a failure without any image is not about image tokens
         raise ImageTokenMismatchError(
             f"image placeholder tokens ({n_tokens}) do not match the vision features {where} "
             f"({_first_line(err)}); make {_settings(processor)} agree with the model's "
             f"{_vision_summary(policy.hf.config)}"
         ) from err
     return {"image_tokens": n_tokens}
+
+
+def _text_only_forward(policy, image_err: BaseException) -> None:
+    """Raise ModelSetupError if the model fails on a text-only prompt too (then the image is not the cause)."""
+    enc = policy.encode([policy.build_prompt("Check.", False)], [None])
+    try:
+        with torch.no_grad():
+            policy.model(**enc, logits_to_keep=1, use_cache=False)
+    except (ValueError, RuntimeError, IndexError) as err:
+        raise ModelSetupError(
+            f"the {policy.hf.config.model_type} model fails on a prompt even without an image "
+            f"({_first_line(err)}); this is not an image-token setting, report it with the model name"
+        ) from image_err
 
 
 def _first_line(err: BaseException) -> str:

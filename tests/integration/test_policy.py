@@ -124,6 +124,15 @@ def test_image_token_check_passes(tiny_dirs, arch):
         ("idefics3", lambda p: setattr(p.processor, "image_seq_len", 16), "processor.image_seq_len=16"),
         ("gemma3", lambda p: setattr(p.processor.image_processor, "size", {"height": 112, "width": 112}),
          "image_processor.size"),
+        ("qwen3_vl", lambda p: setattr(p.processor.image_processor, "merge_size", 1), "merge_size=1"),
+        ("qwen3_5", lambda p: setattr(p.processor.image_processor, "merge_size", 1), "merge_size=1"),
+        ("smolvlm", lambda p: setattr(p.processor, "image_seq_len", 16), "processor.image_seq_len=16"),
+        ("llava_onevision", lambda p: setattr(p.processor, "num_image_tokens", 16), "vision_feature_select_strategy"),
+        ("internvl", lambda p: setattr(p.processor, "image_seq_length", 16), "processor.image_seq_length=16"),
+        ("paligemma", lambda p: setattr(p.processor, "image_seq_length", 16), "processor.image_seq_length=16"),
+        ("gemma4", lambda p: setattr(p.processor.image_processor, "patch_size", 16), "image_processor.patch_size=16"),
+        ("mllama", lambda p: setattr(p.processor.image_processor, "max_image_tiles", 4),
+         "image_processor.max_image_tiles=4"),
     ],
 )
 def test_image_token_mismatch_is_one_clear_error(tiny_dirs, arch, breaker, setting):
