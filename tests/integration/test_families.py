@@ -88,3 +88,23 @@ def test_logprobs_do_not_depend_on_the_batch(tiny_dirs, arch):
     for i, s in enumerate(samples):  # minibatches of one (gradient accumulation)
         alone = policy.score([s]).logprobs.detach()[0, :s.num_tokens]
         assert torch.allclose(alone, whole[i, :s.num_tokens], atol=1e-5), f"{arch}: sample {i} alone differs"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_step_with_lora_moves_the_adapters_and_leaves_the_vision_tower_bit_identical(tiny_dirs, arch):
+    from rlvlm.models.lora import VISION_TOWER_NAMES
+
+    torch.manual_seed(0)
+    policy = load_policy(tiny_dirs[arch], lora={"r": 4}, value_head=False)
+    named = dict(policy.model.named_parameters())
+    vision = {n: p.detach().clone() for n, p in named.items() if any(v in n.split(".") for v in VISION_TOWER_NAMES)}
+    assert vision, f"{arch}: no vision tower found under {VISION_TOWER_NAMES}"
+    adapters = {n: p.detach().clone() for n, p in named.items() if p.requires_grad}
+    samples = policy.sample([{"image": _image(0), "text": "Go"}], SamplingConfig(max_new_tokens=6, n=2))
+    opt = torch.optim.Adam([p for p in named.values() if p.requires_grad], lr=1e-2)
+    out = policy.score(samples)
+    (-(torch.tensor([1.0, -1.0])[:, None] * out.logprobs * out.mask).sum()).backward()
+    opt.step()
+    assert all(torch.equal(named[n], v) for n, v in vision.items()), f"{arch}: the frozen vision tower moved"
+    moved = sum(not torch.equal(named[n], v) for n, v in adapters.items())
+    assert moved >= len(adapters) // 2, f"{arch}: only {moved}/{len(adapters)} adapter tensors moved"
