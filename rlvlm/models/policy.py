@@ -71,6 +71,41 @@ class SamplingConfig:
             raise ConfigError(f"sampling.n={self.n} must be >= 1")
 
 
+# The Auto classes a VLM can be registered under, tried in order: most are image-text-to-text
+# models; omni models (Phi-4-multimodal, Qwen2.5-Omni) are registered as multimodal LMs only.
+AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForMultimodalLM")
+
+
+def load_hf_model(name_or_path: str, **kwargs) -> nn.Module:
+    """The transformers model at `name_or_path`, through the first Auto class that knows its config."""
+    import transformers
+
+    tried = []
+    for name in AUTO_CLASSES:
+        auto = getattr(transformers, name, None)
+        if auto is None:
+            continue
+        try:
+            return auto.from_pretrained(name_or_path, **kwargs)
+        except ValueError as err:
+            if "Unrecognized configuration class" not in str(err):
+                raise _load_error(name_or_path, err) from err
+            tried.append(name)
+        except (OSError, KeyError) as err:
+            raise _load_error(name_or_path, err) from err
+    model_type = getattr(transformers.AutoConfig.from_pretrained(name_or_path, **{
+        k: v for k, v in kwargs.items() if k == "trust_remote_code"}), "model_type", "?")
+    raise ModelSetupError(f"model.name_or_path={name_or_path!r} is a {model_type!r} model, which none of "
+                          f"{', '.join(tried)} can load; rlvlm trains vision-language models with a language head")
+
+
+def _load_error(name_or_path: str, err: BaseException) -> ModelSetupError:
+    return ModelSetupError(
+        f"model.name_or_path={name_or_path!r} could not be loaded as an image-text-to-text model "
+        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); give a hub id, "
+        f"or a directory made by save_pretrained / `rlvlm tiny-model`")
+
+
 def load_policy(name_or_path: str | Path, options: PolicyOptions | None = None, **overrides) -> "Policy":
     """Load a policy from a hub id, a model directory or a saved policy directory.
 
@@ -94,28 +129,15 @@ class Policy(nn.Module):
 
     def __init__(self, name_or_path: str, options: PolicyOptions, saved_state: dict | None = None):
         super().__init__()
-        from transformers import AutoModelForImageTextToText
-
-
         self.name_or_path = name_or_path
         self.options = options
         base_path = name_or_path
         adapter_dir = None
         if saved_state is not None and saved_state.get("adapter"):
             base_path, adapter_dir = saved_state["base_model"], name_or_path
-        dtype = _DTYPES[options.dtype]
         t0 = time.perf_counter()
-        try:
-            hf = AutoModelForImageTextToText.from_pretrained(
-                base_path, dtype=dtype, attn_implementation=options.attn_implementation,
-                trust_remote_code=options.trust_remote_code,
-            )
-        except (OSError, ValueError, KeyError) as err:
-            raise ModelSetupError(
-                f"model.name_or_path={base_path!r} could not be loaded as an image-text-to-text model "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); give a hub id, "
-                f"or a directory made by save_pretrained / `rlvlm tiny-model`"
-            ) from err
+        hf = load_hf_model(base_path, dtype=_DTYPES[options.dtype], attn_implementation=options.attn_implementation,
+                           trust_remote_code=options.trust_remote_code)
         self.base_model_path = base_path
         self.processor = load_processor(name_or_path if adapter_dir is None else base_path,
                                         trust_remote_code=options.trust_remote_code)

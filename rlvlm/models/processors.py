@@ -136,17 +136,19 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False, **hub_
     except (ImportError, ValueError, TypeError, OSError) as err:
         if has_torchvision() or not _mentions_video_or_torchvision(err):
             raise ModelSetupError(
-                f"model.name_or_path={name_or_path!r}: cannot load its processor ({type(err).__name__}: "
+                f"model.name_or_path={name_or_path!r} ({_model_type(name_or_path, **hub_kwargs)}): cannot load its "
+                f"processor ({type(err).__name__}: "
                 f"{str(err).splitlines()[0] if str(err) else ''}); check the path/hub id and that it is a VLM"
             ) from err
         log.info("torchvision missing: loading %s's processor without its video processor", name_or_path)
     import transformers
 
+    family = _model_type(name_or_path, **hub_kwargs)
     cls_name = _processor_class_name(name_or_path, **hub_kwargs)
     if cls_name is None or not hasattr(transformers, cls_name):
         raise ModelSetupError(
-            f"model.name_or_path={name_or_path!r}: its processor needs torchvision (pip install torchvision) "
-            f"and no processor_class could be read to build it without one"
+            f"model.name_or_path={name_or_path!r} ({family}): its processor needs torchvision, which is not "
+            "installed, and no processor_class could be read to build it without one; fix: pip install torchvision"
         )
     cls = image_only_processor_class(getattr(transformers, cls_name))
     kwargs = _processor_init_kwargs(name_or_path, **hub_kwargs)
@@ -155,12 +157,29 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False, **hub_
                                                                 **hub_kwargs),
              "image_processor": lambda: AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs),
              "feature_extractor": lambda: AutoFeatureExtractor.from_pretrained(name_or_path, **hub_kwargs)}
-    for name in cls.get_attributes():
-        if name not in parts:
-            raise ModelSetupError(f"model.name_or_path={name_or_path!r}: its processor {cls_name} needs a {name}, "
-                                  "which rlvlm cannot load without torchvision; fix: pip install torchvision")
-        kwargs[name] = parts[name]()
-    return cls(**kwargs)
+    try:
+        for name in cls.get_attributes():
+            if name not in parts:
+                raise ImportError(f"its {name} has no torchvision-free loader")
+            kwargs[name] = parts[name]()
+        return cls(**kwargs)
+    except ImportError as err:  # a processor class that itself requires torchvision (Mistral 3's PixtralProcessor)
+        raise ModelSetupError(
+            f"model.name_or_path={name_or_path!r} ({family}): its processor {cls_name} requires torchvision, "
+            "which is not installed; fix: pip install torchvision (the build matching your torch)"
+        ) from err
+
+
+def _model_type(path: str, **hub_kwargs) -> str:
+    """The `model_type` in config.json, for error messages ('unknown family' if unreadable)."""
+    from transformers.utils import cached_file
+
+    try:
+        resolved = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        return json.loads(Path(resolved).read_text()).get("model_type", "unknown family") if resolved else \
+            "unknown family"
+    except (OSError, ValueError):
+        return "unknown family"
 
 
 def _mentions_video_or_torchvision(err: BaseException) -> bool:

@@ -108,3 +108,51 @@ def test_a_step_with_lora_moves_the_adapters_and_leaves_the_vision_tower_bit_ide
     assert all(torch.equal(named[n], v) for n, v in vision.items()), f"{arch}: the frozen vision tower moved"
     moved = sum(not torch.equal(named[n], v) for n, v in adapters.items())
     assert moved >= len(adapters) // 2, f"{arch}: only {moved}/{len(adapters)} adapter tensors moved"
+
+
+def test_omni_models_load_through_the_multimodal_lm_auto_class(tmp_path):
+    """Phi-4-multimodal is registered only under AutoModelForMultimodalLM; a text-only LM is refused clearly."""
+    import transformers
+
+    from rlvlm.errors import ModelSetupError
+    from rlvlm.models.policy import load_hf_model
+
+    cfg = transformers.Phi4MultimodalConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=56, crop_size=56, image_token_id=250),
+        audio_config=dict(hidden_size=32, intermediate_size=64, num_blocks=1, num_attention_heads=2,
+                          ext_pw_out_channel=32, depthwise_separable_out_channel=32, nemo_conv_channels=32,
+                          audio_token_id=251))
+    transformers.Phi4MultimodalForCausalLM(cfg).save_pretrained(tmp_path / "phi4")
+    assert type(load_hf_model(str(tmp_path / "phi4"))).__name__ == "Phi4MultimodalForCausalLM"
+    llama = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1)
+    transformers.LlamaForCausalLM(llama).save_pretrained(tmp_path / "llama")
+    with pytest.raises(ModelSetupError, match=r"is a 'llama' model, which none of AutoModelForImageTextToText, "
+                                              r"AutoModelForMultimodalLM can load"):
+        load_hf_model(str(tmp_path / "llama"))
+
+
+def test_a_processor_that_needs_torchvision_is_one_clear_error(tmp_path):
+    """Mistral 3's PixtralProcessor itself requires torchvision: one line naming the family and the fix."""
+    import json
+
+    import transformers
+
+    from rlvlm.errors import ModelSetupError
+    from rlvlm.models.processors import has_torchvision, load_processor
+    from rlvlm.models.tiny import build_tokenizer
+
+    if has_torchvision():
+        pytest.skip("torchvision is installed here, so the processor loads")
+    build_tokenizer("llava").save_pretrained(tmp_path)
+    transformers.PixtralImageProcessorPil().save_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "PixtralProcessor"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral3"}))
+    with pytest.raises(ModelSetupError) as info:
+        load_processor(str(tmp_path))
+    msg = str(info.value)
+    assert "\n" not in msg and "(mistral3)" in msg and "PixtralProcessor requires torchvision" in msg
+    assert "pip install torchvision" in msg
