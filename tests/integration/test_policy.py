@@ -179,14 +179,16 @@ def test_lora_leaves_vision_tower_frozen_unless_asked(tiny_dirs):
     assert any(".visual." in n for n, p in vis.named_parameters() if p.requires_grad)
 
 
-def test_gradient_checkpointing_same_logprobs(tiny_dirs):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_checkpointing_same_logprobs(tiny_dirs, arch):
     torch.manual_seed(0)
-    a = load_policy(tiny_dirs["llava"])
+    a = load_policy(tiny_dirs[arch])
     samples = a.sample(_observations(2), SamplingConfig(max_new_tokens=6))
-    b = load_policy(tiny_dirs["llava"], gradient_checkpointing=True)
+    b = load_policy(tiny_dirs[arch], gradient_checkpointing=True)
     la, lb = a.score(samples).logprobs, b.score(samples).logprobs
-    assert torch.allclose(la, lb, atol=1e-5)
+    assert torch.allclose(la, lb, atol=1e-5), f"{arch}: checkpointed scoring differs"
     lb.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.trainable_parameters())
 
 
 def test_bad_inputs_fail_clearly(tiny_dirs, tmp_path):
