@@ -114,13 +114,13 @@ def load_policy(name_or_path: str | Path, options: PolicyOptions | None = None, 
     """
     saved = Path(name_or_path) / POLICY_FILE
     saved_state = json.loads(saved.read_text()) if saved.is_file() else None
-    if options is None or options_to_dict(options) == options_to_dict(PolicyOptions()):
+    base = options_to_dict(options) if options is not None else {}
+    if saved_state is not None and base in ({}, options_to_dict(PolicyOptions())):
         # A saved policy loads with the options it was saved with (its LoRA, value head, ...);
         # keyword overrides then change single fields (e.g. device="cuda").
-        options = saved_state["options"] if saved_state is not None else {}
+        base = saved_state["options"]
     # Overrides go through the config parser: the same types, checks and messages as `model.KEY=VALUE`.
-    options = options_from_dict({**(options if isinstance(options, dict) else options_to_dict(options)), **overrides},
-                                where="load_policy")
+    options = options_from_dict({**base, **overrides}, where="load_policy")
     return Policy(str(name_or_path), options, saved_state)
 
 

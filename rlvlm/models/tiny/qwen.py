@@ -114,19 +114,22 @@ def _qwen3_processor(s: dict, tok, arch: str):
                                                         chat_template=FAMILIES[arch].chat_template)
 
 
+def _qwen3_config(config_cls, s: dict, ids: dict, text: dict):
+    return config_cls(
+        text_config=text, vision_config=_qwen3_vision(s),
+        image_token_id=ids["image_token"], video_token_id=ids["video_token"],
+        vision_start_token_id=ids["vision_start_token"], vision_end_token_id=ids["vision_end_token"],
+        tie_word_embeddings=False,
+    )
+
+
 def _build_qwen3_vl(s: dict, ids: dict, tok):
     from transformers import Qwen3VLConfig
 
     text = _qwen_text(s, ids)
     text.update(head_dim=s["hidden"] // s["heads"])
     text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True}
-    config = Qwen3VLConfig(
-        text_config=text, vision_config=_qwen3_vision(s),
-        image_token_id=ids["image_token"], video_token_id=ids["video_token"],
-        vision_start_token_id=ids["vision_start_token"], vision_end_token_id=ids["vision_end_token"],
-        tie_word_embeddings=False,
-    )
-    return config, _qwen3_processor(s, tok, "qwen3_vl")
+    return _qwen3_config(Qwen3VLConfig, s, ids, text), _qwen3_processor(s, tok, "qwen3_vl")
 
 
 register_family("qwen3_vl", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<|im_start|>",),
@@ -145,13 +148,7 @@ def _build_qwen3_5(s: dict, ids: dict, tok):
     text.update(head_dim=head, layer_types=["linear_attention", "full_attention"] * (s["layers"] // 2),
                 linear_key_head_dim=head, linear_value_head_dim=head, linear_num_key_heads=s["kv_heads"],
                 linear_num_value_heads=s["heads"])
-    config = Qwen3_5Config(
-        text_config=text, vision_config=_qwen3_vision(s),
-        image_token_id=ids["image_token"], video_token_id=ids["video_token"],
-        vision_start_token_id=ids["vision_start_token"], vision_end_token_id=ids["vision_end_token"],
-        tie_word_embeddings=False,
-    )
-    return config, _qwen3_processor(s, tok, "qwen3_5")
+    return _qwen3_config(Qwen3_5Config, s, ids, text), _qwen3_processor(s, tok, "qwen3_5")
 
 
 register_family("qwen3_5", ArchSpec(named_tokens=_QWEN_TOKENS, extra_tokens=("<|im_start|>",),
