@@ -31,7 +31,7 @@ from rlvlm.algos.batch import RolloutBatch
 from rlvlm.algos.enums import AggregationMode, KLEstimator, parse_choice
 from rlvlm.algos.kl import KL_ESTIMATORS, kl_estimate, kl_k1, kl_k2, kl_k3, kl_loss
 from rlvlm.algos.logprobs import token_logprobs
-from rlvlm.algos.masked import aggregate, masked_mean, masked_sum, masked_var, masked_whiten
+from rlvlm.algos.masked import aggregate, global_whiten, masked_mean, masked_sum, masked_var, masked_whiten
 from rlvlm.algos.normalization import RewardScaler, RunningMeanStd
 from rlvlm.algos.policy_loss import action_logprob, ppo_clip_loss, reinforce_loss, sequence_logprob
 from rlvlm.algos.preference import bradley_terry_loss, dpo_loss
@@ -80,6 +80,7 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "global_whiten",
     "parse_choice",
     "policy_loss",
     "ppo_clip_loss",

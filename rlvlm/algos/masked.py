@@ -12,6 +12,8 @@ Conventions used across `rlvlm.algos`:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from rlvlm.algos._checks import check_same_shape
@@ -73,6 +75,31 @@ def masked_whiten(
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
+    return torch.where(m, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def global_whiten(
+    x: torch.Tensor, mask: torch.Tensor | None, all_sum: Callable[[torch.Tensor], torch.Tensor], eps: float = 1e-8
+) -> torch.Tensor:
+    """`masked_whiten` with the statistics of the union of every process's x.
+
+    Data-parallel runs hold a shard of the batch each; whitening every shard by
+    its own mean and variance would give the same advantage different values on
+    different ranks. `all_sum(t)` is the element-wise sum of `t` over processes
+    (identity for one process). Two passes, as `masked_whiten`:
+
+        n = Σ_r Σ m,  x̄ = Σ_r Σ x·m / n,  var = Σ_r Σ m·(x − x̄)² / (n − 1),
+        out = (x − x̄) / √(var + eps),  0 where masked (and var = 0 when n ≤ 1).
+
+    Shapes: x, mask `(...)` → `(...)`.
+    """
+    m = _bool_mask(x, mask)
+    first = all_sum(torch.stack([masked_sum(x, m), m.sum().to(x.dtype)]))
+    n = first[1]
+    mean = first[0] / n.clamp(min=1)
+    sq = all_sum(masked_sum((x - mean) ** 2, m).reshape(1))[0]
+    var = torch.where(n > 1, sq / (n - 1).clamp(min=1), torch.zeros((), dtype=x.dtype, device=x.device))
+    out = (x - mean) * torch.rsqrt(var + eps)
     return torch.where(m, out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 

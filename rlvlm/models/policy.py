@@ -286,10 +286,18 @@ class Policy(nn.Module):
         image it was sampled with; results are in input order, right-padded.
         """
         if not use_reference:
-            return self.learner(samples)
+            return (self.__dict__.get("_engine") or self.learner)(samples)
         if self.reference is not None:
             return score_completions(self.reference, self.hf, self.learner.setup, samples)
         return score_completions(self.model, self.hf, self.learner.setup, samples, context=self._lora_disabled)
+
+    def use_engine(self, engine: nn.Module) -> None:
+        """Score through `engine`, a wrapper of `self.learner` (DDP, FSDP, DeepSpeed), from now on.
+
+        Kept out of the module tree (the wrapper holds the learner's own
+        parameters), so saving, loading and `state_dict` keys do not change.
+        """
+        self.__dict__["_engine"] = engine
 
     @torch.no_grad()
     def reference_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor:

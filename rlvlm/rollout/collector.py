@@ -83,7 +83,8 @@ class Collector:
     """Lockstep stepping of `envs` with batched `policy.sample` calls."""
 
     def __init__(self, envs: Sequence[Any], policy, sampling, *, seed: int = 0, group_size: int = 1,
-                 need_values: bool = True, act_fn: Callable | None = None, explore_ask: int = 0):
+                 need_values: bool = True, act_fn: Callable | None = None, explore_ask: int = 0,
+                 seed_stride: int = 1):
         if group_size < 1 or len(envs) % group_size:
             raise ConfigError(f"rollout.group_size={group_size} must divide rollout.num_envs={len(envs)}")
         self.envs = list(envs)
@@ -103,6 +104,10 @@ class Collector:
             self._ask_reply = [h.ask_reply for h in helpers]
         self.forced_asks = 0  # teacher-forced ask replies put into rollouts so far
         self.seed = seed
+        # Reset seeds are seed, seed + stride, ...: rank r of W data-parallel ranks uses
+        # seed + r with stride W, so the ranks' episodes are disjoint and together use
+        # the seeds a single process would.
+        self.seed_stride = seed_stride
         self._next_seed = seed
         self._episode_counter = 0
         self._obs: list[dict | None] = [None] * len(envs)
@@ -128,7 +133,7 @@ class Collector:
     def _reset_group(self, g: int) -> None:
         """Reset envs of group g with one shared seed (identical initial states)."""
         seed = self._next_seed
-        self._next_seed += 1
+        self._next_seed += self.seed_stride
         group_id = seed
         for i in range(g * self.group_size, (g + 1) * self.group_size):
             self._reset_env(i, seed, group_id)
@@ -286,7 +291,7 @@ class Collector:
                     if out[3] and out[0] is not None:
                         truncated_now.append((i, out[0]))
                     self._reset_env(i, self._next_seed, self._next_seed)
-                    self._next_seed += 1
+                    self._next_seed += self.seed_stride
             t_env += time.perf_counter() - t1
             t_gen += t1 - t0
             if truncated_now and self.need_values:

@@ -19,11 +19,18 @@ from rlvlm import algos
 from rlvlm.algos.batch import RolloutBatch
 from rlvlm.models.generators import eval_mode
 from rlvlm.train.config import AlgoConfig
+from rlvlm.train.distributed import SINGLE, Distributed
 
 
 def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig, entropy_coef: float,
-                    loss: algos.PolicyLossSpec) -> tuple[torch.Tensor | None, dict]:
-    """Forward pass and total loss of one minibatch; (None, {approx_kl}) when past 1.5 x target_kl."""
+                    loss: algos.PolicyLossSpec, weights: tuple[float, float] | None = None,
+                    dist: Distributed = SINGLE) -> tuple[torch.Tensor | None, dict]:
+    """Forward pass and total loss of one minibatch; (None, {approx_kl}) when past 1.5 x target_kl.
+
+    `weights` = (per-sample, per-token) factors of this rank's mean-type terms
+    in a data-parallel step (`_shard_weights`); None alone.
+    """
+    w_sample, w_token = weights or (1.0, 1.0)
     out = policy.score(mb.prompts)
     dev = out.logprobs.device
     old = mb.old_logprobs.to(dev)
@@ -35,24 +42,47 @@ def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig
         new_lp = algos.action_logprob(out.logprobs, out.thought_mask, out.action_mask, cfg.thought_coef)
         old_lp = algos.action_logprob(old, out.thought_mask, out.action_mask, cfg.thought_coef)
         pl, pm = loss.fn(new_lp, old_lp, a, None, cfg)
+        pl = pl * w_sample if weights else pl
     else:
         pl, pm = loss.fn(out.logprobs, old, a[:, None].expand_as(old), out.mask, cfg)
+        pl = pl * (w_token if cfg.aggregation == "token_mean" else w_sample) if weights else pl
     total = pl
     metrics = dict(pm)
-    if cfg.target_kl is not None and metrics.get("policy/approx_kl", 0.0) > 1.5 * cfg.target_kl:
-        return None, {"policy/approx_kl": metrics["policy/approx_kl"]}
+    if cfg.target_kl is not None:
+        # Every rank must stop at the same minibatch (a collective per step follows): the mean KL decides.
+        kl_now = dist.sum(torch.tensor([metrics.get("policy/approx_kl", 0.0)]))[0].item() / dist.world
+        if kl_now > 1.5 * cfg.target_kl:
+            return None, {"policy/approx_kl": metrics["policy/approx_kl"]}
     if out.values is not None and cfg.value_coef > 0:
         vl, vm = algos.value_loss(out.values, mb.values.to(dev), mb.returns.to(dev), clip=cfg.value_clip)
-        total = total + cfg.value_coef * vl
+        total = total + cfg.value_coef * (vl * w_sample if weights else vl)
         metrics.update(vm)
+    elif out.values is not None and weights:
+        total = total + 0.0 * out.values.sum()  # DDP reduces every parameter's grad: keep the head in the graph
     el, em = algos.entropy_bonus(out.entropy, out.mask, coef=entropy_coef)
-    total = total + el
+    total = total + (el * w_token if weights else el)
     metrics.update(em)
     if cfg.kl_coef > 0 and mb.ref_logprobs is not None:
         kl, km = algos.kl_loss(out.logprobs, mb.ref_logprobs.to(dev), out.mask, kind=cfg.kl_estimator)
-        total = total + cfg.kl_coef * kl
+        total = total + cfg.kl_coef * (kl * w_token if weights else kl)
         metrics.update(km)
     return total, metrics
+
+
+def _shard_weights(dist: Distributed, mb: RolloutBatch, real: bool) -> tuple[float, float]:
+    """Factors that make the ranks' averaged gradient the gradient of the global minibatch mean.
+
+    DDP averages the ranks' gradients: (1/W) Σ_r ∇L_r. With L_r = S_r / n_r a mean
+    over this rank's n_r samples (or tokens), scaling it by W·n_r / Σ_r n_r gives
+    (1/W) Σ_r W·S_r / n = ∇(Σ_r S_r / n), the mean over the whole minibatch, even
+    when ranks hold different numbers of samples. Returns (samples, tokens)
+    factors. A rank with nothing left this step (`real` False) scores one sample
+    at weight 0, so it still joins the gradient reduction.
+    """
+    b = float(len(mb)) if real else 0.0
+    t = float(mb.completion_mask.sum()) if real else 0.0
+    tot = dist.sum(torch.tensor([b, t], dtype=torch.float64))
+    return (dist.world * b / max(float(tot[0]), 1.0), dist.world * t / max(float(tot[1]), 1.0))
 
 
 @torch.no_grad()
@@ -78,7 +108,7 @@ def _no_timer(_name):
 
 
 def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entropy_coef: float, seed: int,
-               scheduler=None, timer=None) -> dict:
+               scheduler=None, timer=None, dist: Distributed = SINGLE) -> dict:
     """K epochs of shuffled minibatches of `batch` (with advantages and returns set); returns
     averaged metrics. The loss is the registered `cfg.policy_loss`. Non-finite losses skip the step.
 
@@ -87,6 +117,15 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
     1.5 x target_kl: the KL is measured in the forward pass, before that
     minibatch's step, so the policy never moves on from a point already too far.
     `timer` (a `PhaseTimer`) splits the seconds into forward, backward and optimizer.
+
+    Data-parallel (`dist` with several ranks, each holding its shard of the
+    rollout): the ranks' batches, in rank order, are one global batch of
+    Σ B_r samples. Every rank draws the same shuffle of it, so minibatch k is the
+    same global set of `cfg.minibatch_size` samples a single process would take,
+    and each rank scores the part it holds. Advantages are whitened with global
+    statistics and each rank's loss is weighted so the reduced gradient is that
+    of the whole minibatch (`_shard_weights`). An update on W ranks x B/W samples
+    therefore equals the update on 1 x B (tests/distributed).
     """
     timer = timer or _no_timer
     if batch.advantages is None or batch.returns is None:
@@ -94,8 +133,13 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
     loss = algos.policy_loss(cfg.policy_loss)
     B = len(batch)
     adv = batch.advantages
-    if cfg.normalize_advantages and B > 1:
+    if dist.active:
+        if cfg.normalize_advantages and dist.sum(torch.tensor([float(B)]))[0] > 1:
+            adv = algos.global_whiten(adv, None, dist.sum)
+    elif cfg.normalize_advantages and B > 1:
         adv = algos.masked_whiten(adv)
+    sizes = dist.gather(B)
+    offset, total_b = sum(sizes[:dist.rank]), sum(sizes)
     rng = random.Random(seed)
     params = policy.trainable_parameters()
     sums: dict[str, float] = {}
@@ -114,25 +158,30 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
     for _epoch in range(cfg.epochs):
         if stopped_early:
             break
-        order = list(range(B))
+        order = list(range(total_b))
         rng.shuffle(order)
-        for start in range(0, B, cfg.minibatch_size):
-            idx = order[start:start + cfg.minibatch_size]
+        for start in range(0, total_b, cfg.minibatch_size):
+            # This rank's samples among the global minibatch (alone: the whole of it).
+            idx = [g - offset for g in order[start:start + cfg.minibatch_size] if offset <= g < offset + B]
+            real = bool(idx)
+            idx = idx or [0]  # nothing left on this rank: one sample at weight 0 (see _shard_weights)
+            mb = batch.select(idx)
+            weights = _shard_weights(dist, mb, real) if dist.active else None
             with timer("forward"):
-                total, metrics = _minibatch_loss(policy, batch.select(idx), adv[idx], cfg, entropy_coef, loss)
+                total, metrics = _minibatch_loss(policy, mb, adv[idx], cfg, entropy_coef, loss, weights, dist)
             if total is None:  # approx KL already past 1.5 x target_kl: stop before this step
                 stopped_early = 1
                 add(metrics)
                 break
-            if not torch.isfinite(total):
+            if dist.any(not torch.isfinite(total)):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
                 continue
             optimizer.zero_grad(set_to_none=True)
             with timer("backward"):
-                total.backward()
+                dist.backward(total)
             with timer("optimizer"):
-                gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                gn = dist.clip_grad_norm(params, cfg.max_grad_norm)
                 if torch.isfinite(gn):
                     optimizer.step()
             if not torch.isfinite(gn):
@@ -142,7 +191,8 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
             steps += 1
             metrics["loss/total"] = total.item()
             metrics["policy/grad_norm"] = gn.item()
-            add(metrics)
+            if real:
+                add(metrics)
     if scheduler is not None:
         scheduler.step()
     out = {k: sums[k] / counts[k] for k in sums}

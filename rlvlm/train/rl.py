@@ -33,6 +33,7 @@ from rlvlm.models.tiny import cached_tiny_model
 from rlvlm.rewards import CompositeReward
 from rlvlm.rollout.collector import Collector
 from rlvlm.train.config import TrainConfig
+from rlvlm.train.distributed import Distributed, reduce_metrics
 from rlvlm.train.monitor import AbstentionMonitor
 from rlvlm.train.outputs import RunOutputs
 from rlvlm.train.ppo_step import ppo_update, rescore_rollout
@@ -168,23 +169,49 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict:
     return m
 
 
-def train(cfg: TrainConfig, progress=print) -> dict:
+# Rank r's training streams are seeded with seed + RANK_SEED_STEP * r (rank 0: the seed itself).
+RANK_SEED_STEP = 7919
+
+
+def check_world(cfg: TrainConfig, dist: Distributed) -> None:
+    """What a data-parallel run needs of the config: the envs split evenly, groups within a rank."""
+    if not dist.active:
+        return
+    dist.check_divides("rollout.num_envs", cfg.rollout.num_envs)
+    per_rank = cfg.rollout.num_envs // dist.world
+    if per_rank % cfg.rollout.group_size:
+        raise ConfigError(f"rollout.group_size={cfg.rollout.group_size} must divide the {per_rank} envs each of "
+                          f"{dist.world} processes steps (rollout.num_envs={cfg.rollout.num_envs}): a group never "
+                          f"spans processes; fix: rollout.num_envs={cfg.rollout.group_size * dist.world * max(1, per_rank // cfg.rollout.group_size)}")
+
+
+def train(cfg: TrainConfig, progress=print, dist: Distributed | None = None) -> dict:
     """Run SFT warm-start + RL as configured; returns the report dict (also written to output_dir).
 
     The run uses `cfg.threads` torch CPU threads (restored afterwards): the thread
     count changes float rounding, so pinning it is part of "same config and seed,
     same run" across machines with different core counts.
+
+    Under `accelerate launch` (or torchrun) every process runs this function:
+    `rollout.num_envs`, `algo.minibatch_size` and the evaluation episodes are
+    per run and split over the processes; rank 0 alone writes the run directory.
     """
     cfg.validate()
+    dist = dist or Distributed.from_environment()
+    check_world(cfg, dist)
     with cpu_threads(cfg.threads):
-        return _train(cfg, progress)
+        return _train(cfg, progress if dist.is_main else _quiet, dist)
 
 
-def _train(cfg: TrainConfig, progress) -> dict:
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
     timer = PhaseTimer()
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
-    out = RunOutputs(cfg)
+    out = RunOutputs(cfg, dist)
 
     # ---------------------------------------------------------------- setup
     with timer("setup"):
@@ -205,16 +232,20 @@ def _train(cfg: TrainConfig, progress) -> dict:
         eval_kwargs = dict(episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
                            sampling=SamplingConfig(temperature=cfg.eval.temperature,
                                                    max_new_tokens=cfg.rollout.max_new_tokens),
-                           num_envs=cfg.eval.num_envs, reward=shaping)
+                           num_envs=cfg.eval.num_envs, reward=shaping,
+                           shard=(dist.rank, dist.world), gather=dist.gather)
+        dist.wrap_learner(policy)  # before any optimizer is made over its parameters
     ref = policy.reference_parameters()
     progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable"
              f"{f', plus a frozen {ref:,}-parameter KL reference' if ref else ''}), "
-             f"{image_check['image_tokens']} image tokens, env {cfg.env.id}")
+             f"{image_check['image_tokens']} image tokens, env {cfg.env.id}"
+             f"{f', {dist.world} processes ({dist.backend})' if dist.active else ''}")
 
     # Training starts here: whatever setup drew (a model built in-process or read from
     # the cache, the image-token check) leaves the streams exactly where a fresh process
     # with this seed has them. The value head's init was seeded at the top of train().
-    seed_everything(cfg.seed)
+    # Each data-parallel rank samples from its own streams.
+    seed_everything(cfg.seed + RANK_SEED_STEP * dist.rank)
 
     # ------------------------------------------------------------------ sft
     report: dict = {}
@@ -228,7 +259,7 @@ def _train(cfg: TrainConfig, progress) -> dict:
                                                random_action_rate=cfg.sft.random_action_rate)
                 sft_metrics = sft_train(policy, demos, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                                         batch_size=cfg.sft.batch_size, seed=cfg.seed,
-                                        progress=lambda s: progress(f"[sft] {s}"))
+                                        progress=lambda s: progress(f"[sft] {s}"), dist=dist)
             report["sft_training"] = sft_metrics
             if policy.reference is not None:  # KL to the warm-start, not to the untrained weights
                 policy.snapshot_reference()
@@ -244,16 +275,19 @@ def _train(cfg: TrainConfig, progress) -> dict:
     scheduler = lr_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule, a.decay_updates)
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
     abstention = AbstentionMonitor(cfg.abstention_alarm)  # saved and restored with the run
-    scaler = algos.RewardScaler(cfg.rollout.num_envs, gamma=a.gamma) if a.reward_norm else None  # critic only
+    num_envs = cfg.rollout.num_envs // dist.world  # this rank's share (check_world)
+    scaler = algos.RewardScaler(num_envs, gamma=a.gamma) if a.reward_norm else None  # critic only
     sampling = SamplingConfig(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                               max_new_tokens=cfg.rollout.max_new_tokens)
-    envs = [make_env() for _ in range(cfg.rollout.num_envs)]
-    collector = Collector(envs, policy, sampling, seed=cfg.seed, group_size=cfg.rollout.group_size,
-                          need_values=estimator.needs_critic, explore_ask=cfg.rollout.explore_ask)
+    envs = [make_env() for _ in range(num_envs)]
+    # Rank r resets with seeds seed + r, seed + r + W, ...: disjoint, and together a single process's seeds.
+    collector = Collector(envs, policy, sampling, seed=cfg.seed + dist.rank, seed_stride=dist.world,
+                          group_size=cfg.rollout.group_size, need_values=estimator.needs_critic,
+                          explore_ask=cfg.rollout.explore_ask)
     state = TrainState(policy, optimizer, scheduler, entropy_ctl, collector, scaler,
                        monitors={"abstention": abstention}, report=report, phase_totals=out.phase_seconds)
     if cfg.resume:
-        state.restore(cfg.resume)  # weights, reference, optimizer, streams, envs, report: all of it
+        state.restore(cfg.resume, dist)  # weights, reference, optimizer, streams, envs, report: all of it
         progress(f"[resume] from {cfg.resume} at update {state.update}")
     report = state.report
     bar = out.progress_bar(cfg.updates, state.update)
@@ -284,26 +318,27 @@ def _train(cfg: TrainConfig, progress) -> dict:
         with timer("advantage"):
             batch.advantages, batch.returns = estimator(batch, a)
         metrics = {"update": update + 1}
-        if bad_reward or not torch.isfinite(batch.advantages).all():
+        if dist.any(bad_reward or not torch.isfinite(batch.advantages).all()):  # every rank skips, or none
             metrics["update/skipped_nonfinite"] = 1  # a NaN/inf reward: skip this update, keep training
         else:
             with timer("update"):
                 metrics.update(ppo_update(policy, optimizer, batch, a, entropy_coef=entropy_ctl.coef,
                                           seed=cfg.seed * 100_003 + update, scheduler=scheduler,
-                                          timer=lambda name: timer(f"update/{name}")))
-            if entropy_ctl.adaptive and "policy/entropy" in metrics:
-                entropy_ctl.update(metrics["policy/entropy"])
-        state.env_steps += len(rollout)
+                                          timer=lambda name: timer(f"update/{name}"), dist=dist))
         with timer("log"):
             metrics.update(rollout_metrics(rollout, raw_rewards))
             metrics.update(reward_parts)  # reward/<component>: mean raw value of each component
-            metrics["rollout/env_steps"] = state.env_steps
             metrics["value/explained_var"] = (algos.explained_variance(batch.values, batch.returns)
                                               if estimator.needs_critic else 0.0)
             metrics["policy/lr"] = scheduler.get_last_lr()[0]
             metrics["time/generate"] = rollout.seconds.get("generate", 0.0)
             metrics["time/env"] = rollout.seconds.get("env", 0.0)
             metrics["time/bootstrap"] = rollout.seconds.get("bootstrap", 0.0)
+            metrics = reduce_metrics(dist, metrics)  # the run's row, the same on every rank
+            state.env_steps += metrics["rollout/steps"]
+            metrics["rollout/env_steps"] = state.env_steps
+        if entropy_ctl.adaptive and "policy/entropy" in metrics:
+            entropy_ctl.update(metrics["policy/entropy"])  # from the run's entropy: one coefficient everywhere
         if a.ref_reset_every and (update + 1) % a.ref_reset_every == 0:
             policy.snapshot_reference()  # the next rollouts' KL is to the policy as it is now
             metrics["policy/ref_reset"] = 1

@@ -18,6 +18,7 @@ from rlvlm.envs.base import TextImageEnv
 from rlvlm.envs.policies import oracle
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import Policy
+from rlvlm.train.distributed import SINGLE, Distributed
 
 
 def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: int,
@@ -67,8 +68,14 @@ def collect_demonstrations(make_env: Callable[[], object], episodes: int, seed: 
 
 
 def sft_train(policy: Policy, demos: list[tuple[dict, str]], *, epochs: int, lr: float, batch_size: int,
-              seed: int, progress: Callable[[str], None] | None = None) -> dict:
-    """Fit the policy to the demonstrations; returns loss and timing metrics."""
+              seed: int, progress: Callable[[str], None] | None = None, dist: Distributed = SINGLE) -> dict:
+    """Fit the policy to the demonstrations; returns loss and timing metrics.
+
+    Data-parallel (`dist`, the learner already wrapped): every rank holds all the
+    demonstrations and draws the same order; each `batch_size` batch is split over
+    the ranks, and each rank's token-mean NLL is weighted by W·T_r/T (its share of
+    the batch's tokens), so the averaged gradient is that of the whole batch's mean.
+    """
     if not demos:
         return {"sft/examples": 0}
     samples = policy.samples_from_text([o for o, _ in demos], [r for _, r in demos])
@@ -84,15 +91,33 @@ def sft_train(policy: Policy, demos: list[tuple[dict, str]], *, epochs: int, lr:
         epoch_losses = []
         for start in range(0, len(order), batch_size):
             batch = [samples[i] for i in order[start:start + batch_size]]
-            out = policy.score(batch)
-            loss = -(out.logprobs * out.mask).sum() / out.mask.sum()
+            if dist.active:
+                loss, nll = _shard_nll(policy, batch, dist)
+            else:
+                out = policy.score(batch)
+                loss = nll = -(out.logprobs * out.mask).sum() / out.mask.sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            dist.backward(loss)
+            dist.clip_grad_norm(params, 1.0)
             opt.step()
-            epoch_losses.append(loss.item())
+            epoch_losses.append(nll.item())
         losses.append(sum(epoch_losses) / len(epoch_losses))
         if progress:
             progress(f"sft epoch {epoch + 1}/{epochs}: nll {losses[-1]:.4f}")
     return {"sft/examples": len(samples), "sft/final_nll": losses[-1], "sft/first_nll": losses[0],
             "time/sft": time.perf_counter() - t0}
+
+
+def _shard_nll(policy: Policy, batch: list, dist: Distributed) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's weighted loss and the whole batch's token-mean NLL (see `sft_train`)."""
+    mine = [batch[i] for i in dist.shard(len(batch))]
+    out = policy.score(mine or batch[:1])  # a rank with no share scores one sample at weight 0
+    nll_sum = -(out.logprobs * out.mask).sum()
+    tokens = out.mask.sum().to(nll_sum.dtype)
+    if not mine:
+        nll_sum, tokens = nll_sum * 0.0, tokens * 0.0
+    total = dist.sum(torch.stack([nll_sum.detach(), tokens]))
+    loss = dist.world * nll_sum / total[1].clamp(min=1)
+    if out.values is not None:  # DDP reduces every parameter's gradient: keep the value head in the graph
+        loss = loss + 0.0 * out.values.sum()
+    return loss, total[0] / total[1].clamp(min=1)

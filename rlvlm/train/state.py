@@ -20,8 +20,10 @@ from typing import Any
 
 from rlvlm.models.policy import load_policy
 from rlvlm.train.checkpoint import (
-    CheckpointError, load_checkpoint, load_state, policy_dir, resolve_checkpoint, save_checkpoint,
+    CheckpointError, capture_rng_state, load_checkpoint, load_state, policy_dir, resolve_checkpoint,
+    restore_rng_state, save_checkpoint,
 )
+from rlvlm.train.distributed import SINGLE, Distributed
 
 REFERENCE_STATE = "reference"
 
@@ -42,26 +44,58 @@ class TrainState:
     report: dict = field(default_factory=dict)
     phase_totals: dict[str, float] = field(default_factory=dict)
 
-    def save(self, run_dir: str | Path, *, config_dict: dict | None = None, keep_last: int | None = None) -> Path:
-        """Write `run_dir/checkpoints/step-{update}/` (atomically; see `save_checkpoint`)."""
+    def _rank_state(self) -> dict:
+        """What differs between data-parallel ranks: random streams, envs, the per-env reward normaliser."""
+        return {"rng": capture_rng_state(), "collector": self.collector.state_dict(),
+                "reward_scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def save(self, run_dir: str | Path, *, config_dict: dict | None = None, keep_last: int | None = None,
+             dist: Distributed = SINGLE) -> Path | None:
+        """Write `run_dir/checkpoints/step-{update}/` (atomically; see `save_checkpoint`).
+
+        Data-parallel: a collective. Every rank sends rank 0 its own streams, env
+        replay state and reward normaliser (`rank{r}` states); rank 0 alone writes
+        the checkpoint (the weights and optimizer are the same on every rank under
+        DDP) and returns its path, the others None.
+        """
+        ranks = dist.gather(self._rank_state()) if dist.active else None
+        if not dist.is_main:
+            dist.barrier()
+            return None
         extra = {
             "update": self.update, "env_steps": self.env_steps, "collector": self.collector.state_dict(),
             "entropy_ctl": self.entropy_ctl.state_dict(),
             "reward_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "report": self.report, "phase_totals": self.phase_totals,
             "monitors": {k: m.state_dict() for k, m in self.monitors.items()},
+            "world_size": dist.world,
         }
         reference = self.policy.reference
         states = {REFERENCE_STATE: reference.state_dict()} if reference is not None else {}
-        return save_checkpoint(run_dir, self.update, policy_save_fn=self.policy.save, optimizer=self.optimizer,
+        states.update({f"rank{r}": ranks[r] for r in range(1, dist.world)} if ranks else {})
+        path = save_checkpoint(run_dir, self.update, policy_save_fn=self.policy.save, optimizer=self.optimizer,
                                scheduler=self.scheduler, extra_state=extra, config_dict=config_dict,
                                keep_last=keep_last, states=states)
+        dist.barrier()
+        return path
 
-    def restore(self, checkpoint: str | Path) -> None:
-        """Continue from `checkpoint` (a checkpoint folder or a run directory): every part, in place."""
+    def restore(self, checkpoint: str | Path, dist: Distributed = SINGLE) -> None:
+        """Continue from `checkpoint` (a checkpoint folder or a run directory): every part, in place.
+
+        Data-parallel, each rank takes its own streams and envs (`rank{r}`); the
+        checkpoint must have been written by as many processes as resume it.
+        """
         ckpt = resolve_checkpoint(checkpoint)
         load_weights(self.policy, ckpt)
         extra = load_checkpoint(ckpt, self.optimizer, self.scheduler)  # and the random streams
+        saved_world = int(extra.get("world_size", 1))
+        if saved_world != dist.world:
+            raise CheckpointError(f"{ckpt} was saved by {saved_world} process(es) and this run has {dist.world}; "
+                                  f"resume with {saved_world} (accelerate launch --num_processes {saved_world})")
+        if dist.rank > 0:
+            mine = load_state(ckpt, f"rank{dist.rank}")
+            restore_rng_state(mine["rng"])
+            extra = {**extra, "collector": mine["collector"], "reward_scaler": mine["reward_scaler"]}
         self.entropy_ctl.load_state_dict(extra["entropy_ctl"])
         if self.scaler is not None and extra.get("reward_scaler"):
             self.scaler.load_state_dict(extra["reward_scaler"])

@@ -97,7 +97,7 @@ def test_the_callers_thread_count_does_not_change_the_run(tmp_path, monkeypatch)
         assert one == two
         # And the pin is what makes them equal: the run really uses cfg.threads.
         seen = []
-        monkeypatch.setattr("rlvlm.train.rl._train", lambda cfg, progress: seen.append(torch.get_num_threads()))
+        monkeypatch.setattr("rlvlm.train.rl._train", lambda cfg, progress, dist: seen.append(torch.get_num_threads()))
         train(load_config(TrainConfig, "smoke", [f"output_dir={tmp_path / 'three'}", "threads=3"]))
         assert seen == [3] and torch.get_num_threads() == 2
     finally:

@@ -1,0 +1,177 @@
+"""The process group a run belongs to: one process, or N under `accelerate launch` / `torchrun`.
+
+rlvlm has no distributed engine of its own. Under a launcher, `Distributed`
+holds an `accelerate.Accelerator`, which reads the launcher's environment
+(DDP, FSDP or DeepSpeed from the accelerate config) and wraps the policy's
+`Learner` and the optimizer. Everything a data-parallel RL run must agree on
+goes through the few collectives here:
+
+- `sum` / `gather` of tensors and Python objects (global advantage
+  statistics, minibatch token counts, metrics, evaluation episodes, the
+  ranks' checkpoint states);
+- `prepare` (wrap the learner; the policy's `score` then runs through the
+  wrapper, so gradients are reduced) and `backward` / `clip_grad_norm`.
+
+Without a launcher (`WORLD_SIZE` unset or 1) no Accelerator is made and each
+method is the plain single-process operation, so a one-process run is
+exactly what it was before any of this existed (same floats, same draws).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as tdist
+from accelerate import Accelerator
+
+from rlvlm.errors import ConfigError
+
+
+class Distributed:
+    """Rank, world size and the collectives of one run (see the module docstring)."""
+
+    def __init__(self, accelerator: Accelerator | None = None):
+        self.accelerator = accelerator
+        self.rank = accelerator.process_index if accelerator is not None else 0
+        self.world = accelerator.num_processes if accelerator is not None else 1
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        """N processes when started by a launcher (WORLD_SIZE > 1), else one."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls(None)
+        # Without a GPU, Accelerator() quietly makes a 1-process state; cpu=True joins the
+        # launcher's process group over gloo (how the CI tests run 2 processes).
+        acc = Accelerator(cpu=not torch.cuda.is_available())
+        if acc.num_processes != int(os.environ["WORLD_SIZE"]):
+            raise RuntimeError(f"the launcher started {os.environ['WORLD_SIZE']} processes but accelerate joined "
+                               f"{acc.num_processes}; launch with `accelerate launch --num_processes N` or torchrun")
+        return cls(acc)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def backend(self) -> str:
+        """What wraps the learner: none | MULTI_GPU / MULTI_CPU (DDP) | FSDP | DEEPSPEED ..."""
+        return "none" if self.accelerator is None else str(self.accelerator.distributed_type).split(".")[-1]
+
+    # ------------------------------------------------------------ collectives
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum of `t` over ranks (a new tensor; `t` itself when alone)."""
+        if not self.active:
+            return t
+        out = t.detach().clone().to(self._comm_device)
+        tdist.all_reduce(out)
+        return out.to(t.device)
+
+    def max(self, value: float) -> float:
+        if not self.active:
+            return value
+        out = torch.tensor([float(value)], dtype=torch.float64, device=self._comm_device)
+        tdist.all_reduce(out, op=tdist.ReduceOp.MAX)
+        return float(out.item())
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on any: decisions that change the number of
+        collective calls (skip a step, stop early) must be the same everywhere."""
+        return self.max(1.0 if flag else 0.0) > 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order, on every rank (pickled; for small Python objects)."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.active:
+            self.accelerator.wait_for_everyone()
+
+    @property
+    def _comm_device(self) -> torch.device:
+        # NCCL reduces CUDA tensors only; gloo takes CPU ones.
+        return self.accelerator.device if self.accelerator.device.type == "cuda" else torch.device("cpu")
+
+    # --------------------------------------------------------------- training
+    def wrap_learner(self, policy) -> None:
+        """Wrap the policy's learner for the launcher's backend (DDP: gradients are averaged over
+        ranks in backward); `policy.score` calls the wrapper from then on. Alone: nothing happens.
+
+        Call it before any optimizer over the policy's parameters is made.
+        """
+        if self.active:
+            policy.use_engine(self.accelerator.prepare_model(policy.learner))
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.active:
+            self.accelerator.backward(loss)
+        else:
+            loss.backward()
+
+    def clip_grad_norm(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+        """Clip to the global gradient norm (over every shard, with FSDP / ZeRO); returns it."""
+        if self.active:
+            return torch.as_tensor(self.accelerator.clip_grad_norm_(params, max_norm)).detach().float().cpu()
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    # ---------------------------------------------------------------- sharding
+    def shard(self, n: int) -> range:
+        """This rank's contiguous share of `n` items (the first n % world ranks take one more)."""
+        base, extra = divmod(n, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return range(start, start + base + (1 if self.rank < extra else 0))
+
+    def check_divides(self, field: str, value: int) -> None:
+        """Refuse a per-run count that cannot be split evenly over the ranks."""
+        if value % self.world:
+            raise ConfigError(f"{field}={value} is split over {self.world} processes and must be a multiple of "
+                              f"{self.world}; fix: set {field}={max(self.world, value // self.world * self.world)}")
+
+
+def reduce_metrics(dist: Distributed, metrics: dict) -> dict:
+    """One row of metrics for the whole run from every rank's row (the same on every rank).
+
+    Counts (`COUNT_KEYS`) are summed, `time/*` take the slowest rank, per-episode
+    rates (`EPISODE_KEYS`) are weighted by each rank's finished episodes, and the
+    rest are plain means over the ranks that report them.
+    """
+    if not dist.active:
+        return metrics
+    rows = dist.gather(metrics)
+    out: dict = {}
+    for key in dict.fromkeys(k for row in rows for k in row):
+        vals = [(row[key], row.get("rollout/episodes", 0)) for row in rows if key in row]
+        if key in COUNT_KEYS:
+            out[key] = sum(v for v, _ in vals)
+        elif all(v == vals[0][0] for v, _ in vals):  # the same everywhere (update, lr): kept as it is
+            out[key] = vals[0][0]
+        elif key.startswith("time/"):
+            out[key] = max(v for v, _ in vals)
+        elif key in EPISODE_KEYS and sum(w for _, w in vals) > 0:
+            out[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals)
+        else:
+            out[key] = sum(v for v, _ in vals) / len(vals)
+    return out
+
+
+COUNT_KEYS = frozenset({"rollout/steps", "rollout/episodes", "rollout/env_errors", "rollout/forced_asks"})
+EPISODE_KEYS = frozenset({"rollout/success_rate", "rollout/return", "rollout/episode_length"})
+
+SINGLE = Distributed(None)
