@@ -17,17 +17,24 @@ from rlvlm.envs.formula import evaluate as evaluate_formula
 from rlvlm.envs.numberline import NumberLineEnv
 from rlvlm.envs.parsing import ParsedAction, action_char_span, parse_action
 from rlvlm.envs.points import EZPointsEnv, Points24Env
+from rlvlm.envs.pool import (
+    ENV_BACKENDS, EnvPool, EnvWorkerError, InProcessPool, as_env_pool, env_pool_backend, make_env_pool,
+    register_env_backend,
+)
 from rlvlm.envs.policies import POLICIES, OraclePolicy, RandomPolicy, TextPolicy, make_policy, oracle, random_policy
 from rlvlm.envs.registration import ENV_IDS, register_envs
 from rlvlm.envs.runner import collect_demos, evaluate_policy, format_summary, run_episode
-from rlvlm.envs.vector import make, make_env, unbatch_info, unbatch_obs
+from rlvlm.envs.vector import EnvFactory, make, make_env, unbatch_info, unbatch_obs
 from rlvlm.envs.visual_qa import VisualQAEnv
 from rlvlm.envs.wrappers import HELP_MODES, AskForHelp, MissingVisualInfo
+from rlvlm.envs.workers import ProcessPool  # registers env.backend=processes
+from rlvlm.envs.ray_pool import RayPool  # registers env.backend=ray (ray itself is imported on use)
 
 register_envs()
 
 __all__ = [
     "DEGRADATION_MODES",
+    "ENV_BACKENDS",
     "ENV_IDS",
     "HELP_MODES",
     "POLICIES",
@@ -35,31 +42,41 @@ __all__ = [
     "AnyText",
     "AskForHelp",
     "BlackjackEnv",
+    "EnvFactory",
+    "EnvPool",
+    "EnvWorkerError",
     "EZPointsEnv",
     "FormulaError",
+    "InProcessPool",
     "MissingVisualInfo",
     "NumberLineEnv",
     "OraclePolicy",
     "ParsedAction",
     "Points24Env",
+    "ProcessPool",
+    "RayPool",
     "RandomPolicy",
     "TextImageEnv",
     "TextPolicy",
     "VisualQAEnv",
     "action_char_span",
+    "as_env_pool",
     "basic_strategy",
     "collect_demos",
     "count_solvable",
+    "env_pool_backend",
     "evaluate_formula",
     "evaluate_policy",
     "format_summary",
     "is_solvable",
     "make",
     "make_env",
+    "make_env_pool",
     "make_policy",
     "oracle",
     "parse_action",
     "random_policy",
+    "register_env_backend",
     "register_envs",
     "run_episode",
     "solve",

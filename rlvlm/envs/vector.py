@@ -14,6 +14,7 @@ to change gymnasium's default next-step autoreset.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -58,6 +59,21 @@ def make_env(env_id: str, *, missing_info=None, ask_for_help=None, **kwargs) -> 
     for fn in wrapper_fns(missing_info, ask_for_help):
         env = fn(env)
     return env
+
+
+@dataclass
+class EnvFactory:
+    """A no-argument env constructor that pickles: `make_env(env_id, **kwargs)`.
+
+    A worker backend (env.backend=processes or ray) builds each env inside its
+    worker from this, so it must cross a process boundary; a closure over the
+    config would not."""
+
+    env_id: str
+    kwargs: dict = field(default_factory=dict)
+
+    def __call__(self) -> gym.Env:
+        return make_env(self.env_id, **self.kwargs)
 
 
 def make(

@@ -15,26 +15,27 @@ Two modes:
 Each sample's `meta["obs_text"]` is the env's raw observation text (reward
 models score (image, observation text, reply)).
 
-A crash inside one env's `step` ends that episode (reward 0, info["error"])
-and the env is reset; it never takes down training.
+The envs sit behind an env pool (rlvlm/envs/pool.py): every reset, step and
+replay goes through it, so this code is the same whether the envs live in
+this process (`env.backend=inprocess`, also what a plain list of envs gets)
+or in worker processes or Ray actors. A crash inside one env's `step` ends
+that episode (reward 0, info["error"]) and the env is reset; it never takes
+down training.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from rlvlm.algos.batch import RolloutBatch
+from rlvlm.envs.help_metrics import help_episode_fields
+from rlvlm.envs.pool import EnvPool, as_env_pool
 from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError
-from rlvlm.envs.help_metrics import help_episode_fields
 from rlvlm.models.batching import Sample
 from rlvlm.rollout.batch import build_batch
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,14 +81,18 @@ class Rollout:
 
 
 class Collector:
-    """Lockstep stepping of `envs` with batched `policy.sample` calls."""
+    """Lockstep stepping of `envs` (an `EnvPool`, or env objects) with batched `policy.sample` calls.
 
-    def __init__(self, envs: Sequence[Any], policy, sampling, *, seed: int = 0, group_size: int = 1,
+    The caller owns the envs: closing the pool (worker backends) is its job."""
+
+    def __init__(self, envs: EnvPool | Sequence[Any], policy, sampling, *, seed: int = 0, group_size: int = 1,
                  need_values: bool = True, act_fn: Callable | None = None, explore_ask: int = 0,
                  seed_stride: int = 1):
-        if group_size < 1 or len(envs) % group_size:
-            raise ConfigError(f"rollout.group_size={group_size} must divide rollout.num_envs={len(envs)}")
-        self.envs = list(envs)
+        self.pool = as_env_pool(envs)
+        n = len(self.pool)
+        if group_size < 1 or n % group_size:
+            raise ConfigError(f"rollout.group_size={group_size} must divide rollout.num_envs={n}")
+        self.envs = self.pool.local_envs  # the env objects in this process; None under a worker backend
         self.policy = policy
         self.sampling = sampling
         self.group_size = group_size
@@ -95,6 +100,10 @@ class Collector:
         self.act_fn = act_fn  # optional override: (observations, infos) -> list[Sample]
         self.explore_ask = explore_ask
         if explore_ask:
+            if self.envs is None:
+                raise ConfigError(f"rollout.explore_ask={explore_ask} reads each env's ask wrapper, which needs the "
+                                  f"envs in the trainer's process, not in {type(self.pool).__name__} workers; fix: "
+                                  "set env.backend=inprocess, or rollout.explore_ask=0")
             helpers = [find_ask_wrapper(e) for e in self.envs]
             if not 0 < explore_ask < group_size or any(h is None for h in helpers):
                 raise ConfigError(f"rollout.explore_ask={explore_ask} needs envs under the ask wrapper "
@@ -110,18 +119,18 @@ class Collector:
         self.seed_stride = seed_stride
         self._next_seed = seed
         self._episode_counter = 0
-        self._obs: list[dict | None] = [None] * len(envs)
-        self._info: list[dict] = [{} for _ in envs]
-        self._episode: list[int] = [0] * len(envs)
-        self._group: list[int] = [0] * len(envs)
-        self._ep_return = [0.0] * len(envs)
-        self._ep_len = [0] * len(envs)
-        self._ep_invalid = [0] * len(envs)
-        self._ep_seed = [0] * len(envs)
-        self._ep_actions: list[list[str]] = [[] for _ in envs]
-        self._ep_tokens = [0] * len(envs)  # completion tokens and generation seconds, summed over the episode
-        self._ep_seconds = [0.0] * len(envs)
-        self._ep_forced = [False] * len(envs)  # a step of the episode was teacher-forced (explore_ask)
+        self._obs: list[dict | None] = [None] * n
+        self._info: list[dict] = [{} for _ in range(n)]
+        self._episode: list[int] = [0] * n
+        self._group: list[int] = [0] * n
+        self._ep_return = [0.0] * n
+        self._ep_len = [0] * n
+        self._ep_invalid = [0] * n
+        self._ep_seed = [0] * n
+        self._ep_actions: list[list[str]] = [[] for _ in range(n)]
+        self._ep_tokens = [0] * n  # completion tokens and generation seconds, summed over the episode
+        self._ep_seconds = [0.0] * n
+        self._ep_forced = [False] * n  # a step of the episode was teacher-forced (explore_ask)
         self._t = 0
 
     @property
@@ -129,17 +138,18 @@ class Collector:
         """The seed the next reset will use (seeds are consumed in order)."""
         return self._next_seed
 
-    # ------------------------------------------------------------ resets
-    def _reset_group(self, g: int) -> None:
-        """Reset envs of group g with one shared seed (identical initial states)."""
-        seed = self._next_seed
-        self._next_seed += self.seed_stride
-        group_id = seed
-        for i in range(g * self.group_size, (g + 1) * self.group_size):
-            self._reset_env(i, seed, group_id)
+    @property
+    def num_envs(self) -> int:
+        return len(self.pool)
 
-    def _reset_env(self, i: int, seed: int, group_id: int) -> None:
-        obs, info = self.envs[i].reset(seed=seed)
+    # ------------------------------------------------------------ resets
+    def _reset_envs(self, requests: list[tuple[int, int, int]]) -> None:
+        """Reset env i with `seed` into group `group_id` for each (i, seed, group_id), in one pool call
+        (a worker backend resets them side by side); episode ids follow the request order."""
+        for (i, seed, group_id), (obs, info) in zip(requests, self.pool.reset([(i, s) for i, s, _ in requests])):
+            self._start_episode(i, seed, group_id, obs, info)
+
+    def _start_episode(self, i: int, seed: int, group_id: int, obs, info: dict) -> None:
         self._obs[i], self._info[i] = obs, info
         self._episode[i] = self._episode_counter
         self._episode_counter += 1
@@ -161,17 +171,15 @@ class Collector:
                       "group": self._group[i], "return": self._ep_return[i], "length": self._ep_len[i],
                       "invalid": self._ep_invalid[i], "tokens": self._ep_tokens[i], "seconds": self._ep_seconds[i],
                       "forced": self._ep_forced[i]}
-                     for i in range(len(self.envs))],
+                     for i in range(self.num_envs)],
         }
 
     def load_state_dict(self, state: dict) -> None:
         self._next_seed, self._episode_counter, self._t = state["next_seed"], state["episode_counter"], state["t"]
         if not state["started"]:
             return
-        for i, e in enumerate(state["envs"]):
-            obs, info = self.envs[i].reset(seed=e["seed"])
-            for action in e["actions"]:
-                obs, _, _, _, info = self.envs[i].step(action)
+        replayed = self.pool.replay([(i, e["seed"], e["actions"]) for i, e in enumerate(state["envs"])])
+        for i, (e, (obs, info)) in enumerate(zip(state["envs"], replayed)):
             self._obs[i], self._info[i] = obs, info
             self._ep_seed[i], self._ep_actions[i] = e["seed"], list(e["actions"])
             self._episode[i], self._group[i] = e["episode"], e["group"]
@@ -180,8 +188,11 @@ class Collector:
             self._ep_forced[i] = e.get("forced", False)
 
     def reset(self) -> None:
-        for g in range(len(self.envs) // self.group_size):
-            self._reset_group(g)
+        """Reset every group, each with its own seed shared by its envs (identical initial states)."""
+        G, groups = self.group_size, self.num_envs // self.group_size
+        seeds = range(self._next_seed, self._next_seed + groups)
+        self._next_seed += groups
+        self._reset_envs([(i, seed, seed) for g, seed in enumerate(seeds) for i in range(g * G, (g + 1) * G)])
 
     # ------------------------------------------------------------ acting
     def _act(self, idx: list[int]) -> list[Sample]:
@@ -220,7 +231,7 @@ class Collector:
         G = self.group_size
         out = list(samples)
         forced_at: list[int] = []
-        for g in range(len(self.envs) // G):
+        for g in range(self.num_envs // G):
             members = range(g * G, (g + 1) * G)
             if not all(i in pos for i in members) or any(self._helpers[i].asked for i in members):
                 continue
@@ -237,13 +248,9 @@ class Collector:
         self.forced_asks += len(forced)
         return out
 
-    def _step_env(self, i: int, sample: Sample) -> tuple[dict | None, float, bool, bool, dict]:
-        try:
-            return self.envs[i].step(sample.text)
-        except Exception as err:  # one bad episode must not end training
-            log.warning("env %d crashed in step (%s); ending its episode", i, err)
-            return None, 0.0, True, False, {"error": f"{type(err).__name__}: {err}",
-                                             "traceback": traceback.format_exc(limit=3)}
+    def _step(self, idx: list[int], samples: list[Sample]) -> list[tuple]:
+        """Each env's step outcome; a crash in one env's step comes back as its episode's end (info["error"])."""
+        return self.pool.step([(i, s.text) for i, s in zip(idx, samples)])
 
     def _record(self, i: int, sample: Sample, out, transitions: list[Transition], episodes: list[dict]) -> bool:
         obs, reward, terminated, truncated, info = out
@@ -279,19 +286,21 @@ class Collector:
         episodes: list[dict] = []
         trunc_values: dict[tuple[int, int], float] = {}
         t_gen = t_env = 0.0
-        all_idx = list(range(len(self.envs)))
+        all_idx = list(range(self.num_envs))
         for _ in range(num_steps):
             t0 = time.perf_counter()
             samples = self._act(all_idx)
             t1 = time.perf_counter()
             truncated_now: list[tuple[int, dict]] = []
-            for i, sample in zip(all_idx, samples):
-                out = self._step_env(i, sample)
+            resets: list[tuple[int, int, int]] = []
+            for i, sample, out in zip(all_idx, samples, self._step(all_idx, samples)):
                 if self._record(i, sample, out, transitions, episodes):
                     if out[3] and out[0] is not None:
                         truncated_now.append((i, out[0]))
-                    self._reset_env(i, self._next_seed, self._next_seed)
+                    resets.append((i, self._next_seed, self._next_seed))  # each new episode its own seed, in env order
                     self._next_seed += self.seed_stride
+            if resets:
+                self._reset_envs(resets)
             t_env += time.perf_counter() - t1
             t_gen += t1 - t0
             if truncated_now and self.need_values:
@@ -309,7 +318,7 @@ class Collector:
         for tr in transitions:  # make t relative to this rollout
             tr.t -= first_t
         trunc_values = {(t - first_t, i): v for (t, i), v in trunc_values.items()}
-        batch = build_batch(transitions, num_envs=len(self.envs), num_steps=num_steps, last_values=last_values,
+        batch = build_batch(transitions, num_envs=self.num_envs, num_steps=num_steps, last_values=last_values,
                             truncation_values=trunc_values)
         return Rollout(batch, transitions, episodes,
                        {"generate": t_gen, "env": t_env, "bootstrap": t_boot})
@@ -319,7 +328,7 @@ class Collector:
         self.reset()
         transitions: list[Transition] = []
         episodes: list[dict] = []
-        active = list(range(len(self.envs)))
+        active = list(range(self.num_envs))
         t_gen = t_env = 0.0
         self._t = 0
         while active and self._t < max_steps:
@@ -329,13 +338,13 @@ class Collector:
                 samples = self._explore_asks(active, samples)
             t1 = time.perf_counter()
             still = []
-            for i, sample in zip(active, samples):
-                if not self._record(i, sample, self._step_env(i, sample), transitions, episodes):
+            for i, sample, out in zip(active, samples, self._step(active, samples)):
+                if not self._record(i, sample, out, transitions, episodes):
                     still.append(i)
             t_env += time.perf_counter() - t1
             t_gen += t1 - t0
             active = still
             self._t += 1
-        batch = build_batch(transitions, num_envs=len(self.envs), num_steps=0)
+        batch = build_batch(transitions, num_envs=self.num_envs, num_steps=0)
         return Rollout(batch, transitions, episodes, {"generate": t_gen, "env": t_env})
 

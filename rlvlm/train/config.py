@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 from rlvlm import algos
 from rlvlm.config import F, FF
 from rlvlm.config.coerce import RETIRED_KEYS
+from rlvlm.envs.pool import env_pool_backend
 from rlvlm.errors import ConfigError
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
 from rlvlm.rewards import CompositeReward
@@ -42,6 +43,13 @@ class EnvConfig:
     image_size: int = F(84, "rendered image side in pixels")
     prompt_style: Literal["cot", "action_only"] = F("cot", "cot (thoughts + action JSON) | action_only")
     kwargs: dict = FF(dict, "extra keyword arguments for gymnasium.make")
+    backend: str = F("inprocess", "where the training envs run (rlvlm.envs.ENV_BACKENDS): inprocess (in the "
+                     "trainer, one step after another) | processes (one worker process per env: slow steps "
+                     "overlap, a dead worker is restarted) | ray (one Ray actor per env; pip install 'rlvlm[ray]'). "
+                     "Evaluation and SFT demonstrations always run in-process")
+    step_timeout: Optional[float] = F(None, "seconds an env step may take under a worker backend before its "
+                                      "worker is killed and restarted and its episode ends with info error "
+                                      "(null: wait as long as the worker lives)")
 
 
 @dataclass
@@ -222,6 +230,10 @@ class TrainConfig:
             raise ConfigError(f"algo.decay_updates={a.decay_updates} is only read by algo.lr_schedule=wsd (it is "
                               f"{a.lr_schedule}); fix: set algo.lr_schedule=wsd or algo.decay_updates=0")
         if r.explore_ask:
+            if env_pool_backend(self.env.backend).remote:
+                raise ConfigError(f"rollout.explore_ask={r.explore_ask} reads each env's ask wrapper, which needs the "
+                                  f"envs in the trainer's process (env.backend={self.env.backend}); fix: set "
+                                  "env.backend=inprocess, or rollout.explore_ask=0")
             if not self.env.kwargs.get("ask_for_help"):
                 raise ConfigError(f"rollout.explore_ask={r.explore_ask} forces the ask reply, which needs the ask "
                                   "action; fix: set env.kwargs.ask_for_help, or rollout.explore_ask=0")
@@ -235,8 +247,21 @@ class TrainConfig:
             raise ConfigError(f"eval.episodes={self.eval.episodes} must be >= 1 (the report compares SFT and final "
                               "success on held-out episodes)")
 
+    def _check_env(self) -> None:
+        backend = env_pool_backend(self.env.backend)  # an unknown name fails here, naming env.backend
+        backend.check_available()  # env.backend=ray without ray: the install line, before any work
+        timeout = self.env.step_timeout
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"env.step_timeout={timeout} must be > 0 seconds; fix: e.g. env.step_timeout=60, "
+                              "or null for no limit")
+        if timeout is not None and not backend.remote:
+            raise ConfigError(f"env.step_timeout={timeout} needs a worker backend: an in-process step cannot be "
+                              f"interrupted (env.backend={self.env.backend}); fix: set env.backend=processes, or "
+                              "env.step_timeout=null")
+
     def validate(self) -> None:
         a, r = self.algo, self.rollout
+        self._check_env()
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads} must be >= 0; fix: threads=1 (reproducible) or 0 (torch's default)")
         if a.ratio_level not in ("action", "token"):

@@ -23,7 +23,8 @@ import torch
 import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm import algos
 from rlvlm.envs.help_metrics import help_metrics
-from rlvlm.envs.vector import make_env
+from rlvlm.envs.pool import make_env_pool
+from rlvlm.envs.vector import EnvFactory
 from rlvlm.errors import ConfigError, did_you_mean
 from rlvlm.eval.episodes import EVAL_SEED_OFFSET, evaluate
 from rlvlm.models.checks import check_image_tokens
@@ -84,8 +85,9 @@ def merge_kwargs(base: dict, over: dict) -> dict:
     return out
 
 
-def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
-    """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs)."""
+def make_env_factory(cfg: TrainConfig, overrides: dict | None = None) -> EnvFactory:
+    """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs).
+    It pickles, so a worker backend (env.backend) builds its envs from it in the workers."""
     import gymnasium as gym
 
 
@@ -100,10 +102,8 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None):
         raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}") from err
 
 
-    def make():
-        # env.kwargs.missing_info / ask_for_help add the help-seeking wrappers.
-        return make_env(cfg.env.id, disable_env_checker=True, **kwargs)
-
+    # env.kwargs.missing_info / ask_for_help add the help-seeking wrappers.
+    make = EnvFactory(cfg.env.id, {"disable_env_checker": True, **kwargs})
     make().close()  # fail on bad env kwargs now, before any work
     return make
 
@@ -279,7 +279,8 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
     scaler = algos.RewardScaler(num_envs, gamma=a.gamma) if a.reward_norm else None  # critic only
     sampling = SamplingConfig(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                               max_new_tokens=cfg.rollout.max_new_tokens)
-    envs = [make_env() for _ in range(num_envs)]
+    # The training envs run where env.backend says; the collector's code is the same for each.
+    envs = make_env_pool(cfg.env.backend, make_env, num_envs, step_timeout=cfg.env.step_timeout)
     # Rank r resets with seeds seed + r, seed + r + W, ...: disjoint, and together a single process's seeds.
     collector = Collector(envs, policy, sampling, seed=cfg.seed + dist.rank, seed_stride=dist.world,
                           group_size=cfg.rollout.group_size, need_values=estimator.needs_critic,
@@ -356,6 +357,7 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
         if cfg.checkpoint_every and state.update % cfg.checkpoint_every == 0:
             out.checkpoint(state)
     bar.close()
+    envs.close()  # ends worker processes / actors (a pool dropped on an exception ends them when collected)
 
     # ---------------------------------------------------------------- final
     if cfg.updates == 0 and "sft" in report:
