@@ -328,18 +328,25 @@ class Policy(nn.Module):
             yield
 
     # ------------------------------------------------------------ save/load
-    def save(self, directory: str | Path) -> Path:
-        """Write the policy (weights as safetensors, processor, value head, options)."""
+    def save(self, directory: str | Path, learner_state: dict | None = None) -> Path:
+        """Write the policy (weights as safetensors, processor, value head, options).
+
+        `learner_state` is the learner's whole state dict when the modules hold
+        shards only (FSDP gathers it); by default the modules' own weights are saved.
+        """
         from safetensors.torch import save_file
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         adapter = self.options.lora is not None
-        self.model.save_pretrained(out, safe_serialization=True)
+        model_kw, head = {}, self.value_head.state_dict() if self.value_head is not None else {}
+        if learner_state is not None:
+            model_kw["state_dict"] = {k[6:]: v for k, v in learner_state.items() if k.startswith("model.")}
+            head = {k[11:]: v for k, v in learner_state.items() if k.startswith("value_head.")}
+        self.model.save_pretrained(out, safe_serialization=True, **model_kw)
         self.processor.save_pretrained(out)
         if self.value_head is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
-                      str(out / VALUE_HEAD_FILE))
+            save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(out / VALUE_HEAD_FILE))
         state = {
             "format": 1, "adapter": adapter, "value_head": self.value_head is not None,
             "base_model": _absolute_if_local(self.base_model_path), "options": _options_to_dict(self.options),

@@ -20,6 +20,7 @@ exactly what it was before any of this existed (same floats, same draws).
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
@@ -27,6 +28,7 @@ import torch.distributed as tdist
 from accelerate import Accelerator
 
 from rlvlm.errors import ConfigError
+from rlvlm.train import sharding
 
 
 class Distributed:
@@ -36,6 +38,9 @@ class Distributed:
         self.accelerator = accelerator
         self.rank = accelerator.process_index if accelerator is not None else 0
         self.world = accelerator.num_processes if accelerator is not None else 1
+        # FSDP2 when accelerate's config asks for it (sharding.py), else DDP through accelerate.
+        self.fsdp = sharding.FSDP2.from_environment() if self.world > 1 else None
+        self._units: list = []  # the FSDP units, once the learner is wrapped
 
     @classmethod
     def from_environment(cls) -> "Distributed":
@@ -60,8 +65,10 @@ class Distributed:
 
     @property
     def backend(self) -> str:
-        """What wraps the learner: none | MULTI_GPU / MULTI_CPU (DDP) | FSDP | DEEPSPEED ..."""
-        return "none" if self.accelerator is None else str(self.accelerator.distributed_type).split(".")[-1]
+        """What wraps the learner: none | FSDP2 | accelerate's type (MULTI_GPU / MULTI_CPU: DDP, DEEPSPEED)."""
+        if self.accelerator is None:
+            return "none"
+        return "FSDP2" if self.fsdp is not None else str(self.accelerator.distributed_type).split(".")[-1]
 
     # ------------------------------------------------------------ collectives
     def sum(self, t: torch.Tensor) -> torch.Tensor:
@@ -116,20 +123,49 @@ class Distributed:
 
         Call it before any optimizer over the policy's parameters is made.
         """
-        if self.active:
+        if self.fsdp is not None:
+            self._units = self.fsdp.wrap(policy.learner, set(getattr(policy.hf, "_no_split_modules", None) or []))
+            policy.use_engine(policy.learner)  # fully_shard wraps in place
+        elif self.active:
             policy.use_engine(self.accelerator.prepare_model(policy.learner))
 
+    def full_weights(self, policy=None):
+        """Whole weights on every rank for the block (FSDP: one all-gather, see sharding.full_weights):
+        around generation, evaluation and no-grad scoring, whose forward counts differ between ranks.
+        Without FSDP the weights are whole already and this does nothing."""
+        return sharding.full_weights(self._units) if self._units else nullcontext()
+
     def backward(self, loss: torch.Tensor) -> None:
-        if self.active:
+        if self.active and self.fsdp is None:
             self.accelerator.backward(loss)
         else:
-            loss.backward()
+            loss.backward()  # FSDP2's hooks reduce-scatter the gradients
 
     def clip_grad_norm(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
         """Clip to the global gradient norm (over every shard, with FSDP / ZeRO); returns it."""
+        if self.fsdp is not None:
+            return sharding.global_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if self.active:
             return torch.as_tensor(self.accelerator.clip_grad_norm_(params, max_norm)).detach().float().cpu()
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    # ------------------------------------------------------------- checkpoints
+    def learner_state(self, policy) -> dict | None:
+        """FSDP: the learner's whole state dict (at rank 0; collective). Otherwise None: the
+        policy's own modules hold whole weights and save themselves."""
+        return sharding.full_model_state(policy.learner) if self.fsdp is not None else None
+
+    def load_learner_state(self, policy, state: dict) -> None:
+        """Put a whole learner state dict (model + value head) into the possibly sharded learner."""
+        if self.fsdp is not None:
+            sharding.load_full_model_state(policy.learner, state)
+        else:
+            policy.learner.load_state_dict(state)
+
+    def optimizer_view(self, policy, optimizer):
+        """What checkpoints save and load as the optimizer: itself, or under FSDP its whole
+        (parameter-name keyed) state, gathered and scattered (sharding.OptimizerView)."""
+        return sharding.OptimizerView(policy.learner, optimizer) if self.fsdp is not None else optimizer
 
     # ---------------------------------------------------------------- sharding
     def shard(self, n: int) -> range:

@@ -235,6 +235,11 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
                            num_envs=cfg.eval.num_envs, reward=shaping,
                            shard=(dist.rank, dist.world), gather=dist.gather)
         dist.wrap_learner(policy)  # before any optimizer is made over its parameters
+
+    def run_eval(**kwargs) -> dict:  # each rank plays its share of the held-out episodes
+        with dist.full_weights():
+            return evaluate(policy, make_eval_env, **kwargs)
+
     ref = policy.reference_parameters()
     progress(f"[setup] {policy.num_parameters():,} parameters ({policy.num_parameters(True):,} trainable"
              f"{f', plus a frozen {ref:,}-parameter KL reference' if ref else ''}), "
@@ -264,7 +269,7 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
             if policy.reference is not None:  # KL to the warm-start, not to the untrained weights
                 policy.snapshot_reference()
         with timer("eval"):
-            report["sft"] = evaluate(policy, make_eval_env, **eval_kwargs)
+            report["sft"] = run_eval(**eval_kwargs)
         progress(f"[eval] after warm-start: success {report['sft']['success_rate']:.3f} on "
                  f"{report['sft']['episodes']} held-out episodes")
 
@@ -293,12 +298,12 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
     report = state.report
     bar = out.progress_bar(cfg.updates, state.update)
     for update in range(state.update, cfg.updates):
-        with timer("rollout"):
+        with timer("rollout"), dist.full_weights():  # FSDP: whole weights while ranks generate unevenly
             rollout = (collector.collect_episodes() if estimator.whole_episodes
                        else collector.collect_steps(cfg.rollout.num_steps))
         batch = rollout.batch
         if not policy.generator.exact_logprobs:
-            with timer("score"):
+            with timer("score"), dist.full_weights():
                 rescore_rollout(policy, batch, a.minibatch_size)
         with timer("reward"):
             reward_parts: dict = {}
@@ -310,7 +315,7 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
                 rv, dones = batch.grid(batch.rewards), batch.grid(batch.dones).float()
                 batch.rewards = torch.stack([scaler.scale(rv[t], dones[t]) for t in range(len(rv))]).reshape(-1)
             bad_reward = not torch.isfinite(batch.rewards).all()
-        with timer("score"):
+        with timer("score"), dist.full_weights():
             if a.kl_coef > 0:  # reference log-probs once per rollout, not per epoch
                 batch.ref_logprobs = torch.zeros_like(batch.old_logprobs)
                 for i in range(0, len(batch), a.minibatch_size):
@@ -345,7 +350,7 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
             metrics["policy/ref_reset"] = 1
         if cfg.eval.every and (update + 1) % cfg.eval.every == 0 and update + 1 < cfg.updates:
             with timer("eval"):
-                ev = evaluate(policy, make_eval_env, **{**eval_kwargs, "episodes": cfg.eval.during_episodes})
+                ev = run_eval(**{**eval_kwargs, "episodes": cfg.eval.during_episodes})
             metrics["eval/success_rate"] = ev["success_rate"]
             metrics.update({f"eval/{k}": v for k, v in ev.items() if k.startswith("reward/")})
         metrics.update(timer.pop())
@@ -364,7 +369,7 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
         report["final"] = report["sft"]  # warm-start only: the policy was just evaluated
     else:
         with timer("eval"):
-            report["final"] = evaluate(policy, make_eval_env, **eval_kwargs)
+            report["final"] = run_eval(**eval_kwargs)
     report.update(abstention.summary())
     report["env_steps"] = state.env_steps
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -15,6 +15,7 @@ model the run was started from nor the checkpoint's trained weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ class TrainState:
         DDP) and returns its path, the others None.
         """
         ranks = dist.gather(self._rank_state()) if dist.active else None
+        # Under FSDP the weights and the optimizer state are sharded: every rank takes part in
+        # gathering them whole (to rank 0) before rank 0 writes an ordinary checkpoint.
+        learner_state = dist.learner_state(self.policy)
+        optimizer = dist.optimizer_view(self.policy, self.optimizer)
+        if optimizer is not self.optimizer:
+            optimizer = _SavedState(optimizer.state_dict())
         if not dist.is_main:
             dist.barrier()
             return None
@@ -73,7 +80,8 @@ class TrainState:
         reference = self.policy.reference
         states = {REFERENCE_STATE: reference.state_dict()} if reference is not None else {}
         states.update({f"rank{r}": ranks[r] for r in range(1, dist.world)} if ranks else {})
-        path = save_checkpoint(run_dir, self.update, policy_save_fn=self.policy.save, optimizer=self.optimizer,
+        path = save_checkpoint(run_dir, self.update, policy_save_fn=partial(self.policy.save, learner_state=learner_state),
+                               optimizer=optimizer,
                                scheduler=self.scheduler, extra_state=extra, config_dict=config_dict,
                                keep_last=keep_last, states=states)
         dist.barrier()
@@ -86,8 +94,9 @@ class TrainState:
         checkpoint must have been written by as many processes as resume it.
         """
         ckpt = resolve_checkpoint(checkpoint)
-        load_weights(self.policy, ckpt)
-        extra = load_checkpoint(ckpt, self.optimizer, self.scheduler)  # and the random streams
+        load_weights(self.policy, ckpt, dist)
+        # and the random streams
+        extra = load_checkpoint(ckpt, dist.optimizer_view(self.policy, self.optimizer), self.scheduler)
         saved_world = int(extra.get("world_size", 1))
         if saved_world != dist.world:
             raise CheckpointError(f"{ckpt} was saved by {saved_world} process(es) and this run has {dist.world}; "
@@ -108,11 +117,24 @@ class TrainState:
         self.phase_totals.update(extra.get("phase_totals", {}))
 
 
-def load_weights(policy, checkpoint: str | Path) -> None:
+class _SavedState:
+    """A state dict gathered beforehand, in the shape `save_checkpoint` saves an optimizer."""
+
+    def __init__(self, state: dict):
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+def load_weights(policy, checkpoint: str | Path, dist: Distributed = SINGLE) -> None:
     """Put the checkpoint's policy (and its saved KL reference) into `policy`, in place."""
     ckpt = resolve_checkpoint(checkpoint)
     saved = load_policy(policy_dir(ckpt), reference="none")  # its own reference copy would only be overwritten
-    missing, unexpected = policy.load_state_dict(saved.state_dict(), strict=False)
+    if dist.fsdp is not None:  # the learner is sharded: scatter the saved whole weights into it
+        missing, unexpected = _load_sharded(policy, saved, dist)
+    else:
+        missing, unexpected = policy.load_state_dict(saved.state_dict(), strict=False)
     bad = [k for k in missing if not k.startswith("reference.")] + list(unexpected)
     if bad:
         raise CheckpointError(f"the policy in {ckpt} does not fit this run's model ({len(bad)} mismatched tensors, "
@@ -124,3 +146,13 @@ def load_weights(policy, checkpoint: str | Path) -> None:
             # A checkpoint from before the reference was saved: the best left is the starting
             # weights the reference was built from, not the trained ones.
             pass
+
+
+def _load_sharded(policy, saved, dist: Distributed) -> tuple[list[str], list[str]]:
+    """Load `saved`'s learner into the FSDP-sharded `policy.learner`; (missing, unexpected) keys."""
+    state = saved.learner.state_dict()
+    want = set(policy.learner.state_dict())
+    missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
+    if not missing and not unexpected:
+        dist.load_learner_state(policy, state)
+    return missing, unexpected

@@ -3,6 +3,7 @@
     python tests/distributed/run_update.py MODEL_DIR gae OUT.safetensors
     accelerate launch --multi_gpu --num_processes 2 --num_cpu_threads_per_process 1 \
         tests/distributed/run_update.py MODEL_DIR gae OUT.safetensors
+    accelerate launch --config_file configs/accelerate/fsdp2.yaml ... (the same under FSDP2)
 
 Every rank plays the same rollout (same seeds, one thread, deterministic CPU
 kernels) and computes its advantages over the whole of it; rank r then keeps
@@ -33,6 +34,8 @@ from rlvlm.train.rl import param_groups
 SETUPS = {
     "gae": dict(value_head=True, group_size=1, algo=dict(advantage="gae", value_lr=1e-3)),
     "grpo": dict(value_head=False, group_size=2, algo=dict(advantage="grpo", ratio_level="token")),
+    "grpo_lora": dict(value_head=False, group_size=2, algo=dict(advantage="grpo", ratio_level="token"),
+                      lora={"r": 8}),
 }
 
 
@@ -61,25 +64,34 @@ OPTIMIZERS = {
 def _one_update(dist: Distributed, model_dir: str, name: str, opt_name: str):
     setup = SETUPS[name]
     seed_everything(0)
-    policy = load_policy(model_dir, value_head=setup["value_head"])
+    policy = load_policy(model_dir, value_head=setup["value_head"], lora=setup.get("lora"))
     dist.wrap_learner(policy)
     cfg = AlgoConfig(epochs=2, minibatch_size=8, lr=3e-4, entropy_coef=0.01, **setup["algo"])
     envs = [make_env("rlvlm/NumberLine-v0", image_size=84) for _ in range(4)]
     collector = Collector(envs, policy, SamplingConfig(max_new_tokens=24), seed=0,
                           group_size=setup["group_size"], need_values=setup["value_head"])
     seed_everything(1)
-    rollout = collector.collect_steps(2) if name == "gae" else collector.collect_episodes()
+    with dist.full_weights():  # FSDP: generation needs the whole weights (as in rlvlm train)
+        rollout = collector.collect_steps(2) if name == "gae" else collector.collect_episodes()
     batch = rollout.batch
     # The untrained model's replies are all invalid, so the env's rewards are all equal and every
     # advantage would be 0; a reward that varies with the reply gives the policy loss a gradient.
     batch.rewards = (batch.completion_mask.sum(dim=1) % 3).float()
     batch.advantages, batch.returns = algos.advantage_estimator(cfg.advantage)(batch, cfg)
     mine = batch.select(list(dist.shard(len(batch))))
-    before = {k: v.detach().clone() for k, v in policy.learner.named_parameters()}
+    before = _weights(dist, policy)
     optimizer = OPTIMIZERS[opt_name](param_groups(policy, cfg.lr, cfg.value_lr))
     metrics = ppo_update(policy, optimizer, mine, cfg, entropy_coef=cfg.entropy_coef, seed=0, dist=dist)
-    after = {k: v.detach().contiguous() for k, v in policy.learner.named_parameters()}
+    after = _weights(dist, policy)
     return before, after, metrics, len(batch)
+
+
+def _weights(dist: Distributed, policy) -> dict[str, torch.Tensor]:
+    """The learner's whole weights (gathered to rank 0 under FSDP)."""
+    state = dist.learner_state(policy)
+    if state is None:
+        state = policy.learner.state_dict()
+    return {k: v.detach().float().clone().contiguous() for k, v in state.items()}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -33,13 +34,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: list[str], processes: int, *, check: bool = True, timeout: int = 300):
-    """Run `python ARGS` alone, or under `accelerate launch` with `processes` CPU processes."""
+def launch(args: list[str], processes: int, *, config: Path | None = None, check: bool = True, timeout: int = 300):
+    """Run `python ARGS` alone, or under `accelerate launch` with `processes` CPU processes
+    (DDP, or what the accelerate `config` file says)."""
     if processes == 1:
         cmd = [sys.executable, *args]
     else:
-        cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        backend = ["--config_file", str(config)] if config else ["--multi_gpu", "--num_machines", "1",
+                                                                 "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd = [str(ACCELERATE), "launch", *backend, "--num_processes", str(processes),
                "--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port()), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -48,24 +51,43 @@ def launch(args: list[str], processes: int, *, check: bool = True, timeout: int 
     return out
 
 
-@pytest.mark.parametrize("setup", ["gae", "grpo"])
-def test_two_processes_update_equals_one_process(model_dir, tmp_path, setup):
-    script = str(HERE / "run_update.py")
-    launch([script, str(model_dir), setup, str(tmp_path / "one.safetensors")], 1)
-    launch([script, str(model_dir), setup, str(tmp_path / "two.safetensors")], 2)
-    one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
+FSDP2 = ROOT / "configs" / "accelerate" / "fsdp2.yaml"
+
+
+@pytest.fixture(scope="module")
+def one_process(model_dir, tmp_path_factory):
+    """The 1-process update of each setup, run once and compared with every 2-process backend."""
+    out = tmp_path_factory.mktemp("one")
+    cache: dict[str, dict] = {}
+
+    def get(setup: str) -> dict:
+        if setup not in cache:
+            path = out / f"{setup}.safetensors"
+            launch([str(HERE / "run_update.py"), str(model_dir), setup, str(path)], 1)
+            cache[setup] = load_file(str(path))
+        return cache[setup]
+
+    return get
+
+
+@pytest.mark.parametrize("backend,setup", [("ddp", "gae"), ("ddp", "grpo"), ("fsdp2", "gae"), ("fsdp2", "grpo_lora")])
+def test_two_processes_update_equals_one_process(model_dir, tmp_path, one_process, backend, setup):
+    path = tmp_path / "two.safetensors"
+    launch([str(HERE / "run_update.py"), str(model_dir), setup, str(path)], 2,
+           config=FSDP2 if backend == "fsdp2" else None)
+    one, two = one_process(setup), load_file(str(path))
     assert one.keys() == two.keys()
     # fp32. AdamW divides each gradient by its own running size, so rounding noise in a gradient
     # near Adam's eps moves a weight by up to ~lr x noise / eps: measured 7.8e-6 (gae), 5.1e-6 (grpo).
-    # SGD has no such gain: 1.2e-7 for both.
+    # SGD has no such gain: at most 1.2e-7.
     for opt, tol in (("sgd", 1e-6), ("adamw", 1e-5)):
         after = [k for k in one if k.startswith(f"{opt}/after/")]
         assert after
         diff = max(float((one[k] - two[k]).abs().max()) for k in after)
         moved = max(float((one[k] - one[k.replace("/after/", "/before/")]).abs().max()) for k in after)
         # The same parameters, after an update that moved them by far more than the tolerance.
-        assert diff <= tol, (setup, opt, diff)
-        assert moved > 20 * tol, (setup, opt, moved)
+        assert diff <= tol, (backend, setup, opt, diff)
+        assert moved > 20 * tol, (backend, setup, opt, moved)
 
 
 def _rows(run: Path) -> list[dict]:
@@ -98,3 +120,26 @@ def test_two_process_smoke_run_writes_one_run_and_resumes(model_dir, tmp_path):
     bad = launch([*common, f"output_dir={tmp_path / 'bad'}", f"resume={step1}"], 1, check=False)
     assert bad.returncode != 0
     assert "saved by 2 process(es)" in bad.stderr and "--num_processes 2" in bad.stderr
+
+
+def test_fsdp2_run_saves_an_ordinary_policy_and_resumes(model_dir, tmp_path):
+    """FSDP2 on 2 processes: updates sharded, checkpoint gathered whole, loaded again, resumed."""
+    from rlvlm.models.policy import load_policy
+
+    common = ["-m", "rlvlm.cli", "train", "smoke", f"model.name_or_path={model_dir}", "updates=2",
+              "checkpoint_every=1", "checkpoint_keep=0", "eval.episodes=4", "algo.lr=0.003"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    out = launch([*common, f"output_dir={full}"], 2, config=FSDP2)
+    assert "2 processes (FSDP2)" in out.stdout
+    step1, step2 = full / "checkpoints" / "step-1", full / "checkpoints" / "step-2"
+    # The saved policy is a plain one: it loads in one process, its weights the gathered whole ones.
+    saved = load_policy(step2 / "policy")
+    w1 = load_file(str(step1 / "policy" / "model.safetensors"))
+    w2 = load_file(str(step2 / "policy" / "model.safetensors"))
+    assert max(float((w2[k] - w1[k]).abs().max()) for k in w1) > 1e-4  # update 2 changed them
+    again = load_file(str(saved.save(tmp_path / "again") / "model.safetensors"))
+    assert again.keys() == w2.keys() and all(torch.equal(again[k], w2[k]) for k in w2)
+    launch([*common, f"output_dir={part}", f"resume={step1}"], 2, config=FSDP2)
+    assert _rows(part) == _rows(full)[1:]
+    w2b = load_file(str(part / "checkpoints" / "step-2" / "policy" / "model.safetensors"))
+    assert all(torch.equal(w2[k], w2b[k]) for k in w2)
