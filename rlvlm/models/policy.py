@@ -286,10 +286,15 @@ class Policy(nn.Module):
         image it was sampled with; results are in input order, right-padded.
         """
         if not use_reference:
-            return (self.__dict__.get("_engine") or self.learner)(samples)
+            return self.engine(samples)
         if self.reference is not None:
             return score_completions(self.reference, self.hf, self.learner.setup, samples)
         return score_completions(self.model, self.hf, self.learner.setup, samples, context=self._lora_disabled)
+
+    @property
+    def engine(self) -> nn.Module:
+        """What `score` runs: the learner, or the wrapper `use_engine` installed."""
+        return self.__dict__.get("_engine") or self.learner
 
     def use_engine(self, engine: nn.Module) -> None:
         """Score through `engine`, a wrapper of `self.learner` (DDP, FSDP, DeepSpeed), from now on.

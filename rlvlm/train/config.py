@@ -81,7 +81,9 @@ class AlgoConfig:
     epochs: int = F(4, "optimisation epochs over each rollout")
     target_kl: Optional[float] = F(None, "stop an update's epochs early once approx KL to the rollout policy "
                                    "exceeds 1.5 x this (None: always run all epochs)")
-    minibatch_size: int = F(32, "env steps per minibatch")
+    minibatch_size: int = F(32, "env steps per minibatch (per run: split over data-parallel processes)")
+    micro_batch_size: int = F(0, "gradient accumulation: samples per forward/backward pass on each process, "
+                              "summed into one optimizer step per minibatch (0: the whole minibatch at once)")
     lr: float = F(1e-5, "Adam learning rate")
     value_lr: Optional[float] = F(None, "learning rate of the value head (None: algo.lr); a from-scratch head "
                                   "regressing returns of +-10 needs a larger step than a warm-started policy")
@@ -291,6 +293,9 @@ class TrainConfig:
         if self.sft.ask_rate > 0 and not self.env.kwargs.get("ask_for_help"):
             raise ConfigError(f"sft.ask_rate={self.sft.ask_rate} needs the ask action; fix: set env.kwargs.ask_for_help=single_turn "
                               "(or multi_turn), or sft.ask_rate=0")
+        if a.micro_batch_size < 0:
+            raise ConfigError(f"algo.micro_batch_size={a.micro_batch_size} must be >= 0; fix: 0 (no accumulation) "
+                              f"or the samples one forward pass fits, e.g. algo.micro_batch_size=4")
         if a.lr <= 0:
             raise ConfigError(f"algo.lr={a.lr} must be > 0")
         if a.value_lr is not None and a.value_lr <= 0:

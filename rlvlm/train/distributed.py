@@ -20,8 +20,8 @@ exactly what it was before any of this existed (same floats, same draws).
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
-from typing import Any, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as tdist
@@ -135,6 +135,15 @@ class Distributed:
         Without FSDP the weights are whole already and this does nothing."""
         return sharding.full_weights(self._units) if self._units else nullcontext()
 
+    def no_sync(self, policy, last: bool):
+        """Around a micro-batch's backward: skip the cross-rank gradient reduction unless it is the
+        step's `last` one (gradient accumulation reduces once per optimizer step)."""
+        if last or not self.active:
+            return nullcontext()
+        if self.fsdp is not None:
+            return _fsdp_no_sync(policy.learner)
+        return self.accelerator.no_sync(policy.engine)
+
     def backward(self, loss: torch.Tensor) -> None:
         if self.active and self.fsdp is None:
             self.accelerator.backward(loss)
@@ -179,6 +188,15 @@ class Distributed:
         if value % self.world:
             raise ConfigError(f"{field}={value} is split over {self.world} processes and must be a multiple of "
                               f"{self.world}; fix: set {field}={max(self.world, value // self.world * self.world)}")
+
+
+@contextmanager
+def _fsdp_no_sync(learner) -> Iterator[None]:
+    learner.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        learner.set_requires_gradient_sync(True)
 
 
 def reduce_metrics(dist: Distributed, metrics: dict) -> dict:

@@ -69,20 +69,31 @@ def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig
     return total, metrics
 
 
-def _shard_weights(dist: Distributed, mb: RolloutBatch, real: bool) -> tuple[float, float]:
-    """Factors that make the ranks' averaged gradient the gradient of the global minibatch mean.
+def _chunks(dist: Distributed, batch: RolloutBatch, idx: list[int], micro: int) -> list[tuple[list[int], tuple]]:
+    """This rank's part of one minibatch as micro-batches, each with its loss weights (None: plain step).
 
-    DDP averages the ranks' gradients: (1/W) Σ_r ∇L_r. With L_r = S_r / n_r a mean
-    over this rank's n_r samples (or tokens), scaling it by W·n_r / Σ_r n_r gives
-    (1/W) Σ_r W·S_r / n = ∇(Σ_r S_r / n), the mean over the whole minibatch, even
-    when ranks hold different numbers of samples. Returns (samples, tokens)
-    factors. A rank with nothing left this step (`real` False) scores one sample
-    at weight 0, so it still joins the gradient reduction.
+    DDP averages the ranks' gradients, (1/W) Σ_r ∇L_r, and gradient accumulation
+    sums the micro-batches' gradients. With each piece's loss a mean over its n_c
+    samples (or tokens), scaling it by W·n_c / n, where n counts the whole global
+    minibatch, makes the result ∇(Σ_c S_c / n): the gradient of the minibatch's
+    mean, however the samples fall over ranks and micro-batches. Weights are
+    (samples, tokens) factors.
+
+    Every rank runs the same number of micro-batches (collectives follow each);
+    a rank with nothing left scores one sample at weight 0, so it still joins
+    the gradient reduction.
     """
-    b = float(len(mb)) if real else 0.0
-    t = float(mb.completion_mask.sum()) if real else 0.0
-    tot = dist.sum(torch.tensor([b, t], dtype=torch.float64))
-    return (dist.world * b / max(float(tot[0]), 1.0), dist.world * t / max(float(tot[1]), 1.0))
+    if not dist.active and (micro <= 0 or len(idx) <= micro):
+        return [(idx, None)]  # one process, one piece: the plain mean, nothing to weigh
+    size = micro if micro > 0 else max(len(idx), 1)
+    pieces = [idx[i:i + size] for i in range(0, len(idx), size)]
+    count = int(dist.max(len(pieces)))
+    pieces += [[] for _ in range(count - len(pieces))]
+    samples = [float(len(c)) for c in pieces]
+    tokens = [float(batch.completion_mask[c].sum()) if c else 0.0 for c in pieces]
+    tot = dist.sum(torch.tensor([sum(samples), sum(tokens)], dtype=torch.float64))
+    return [(c or [0], (dist.world * b / max(float(tot[0]), 1.0), dist.world * t / max(float(tot[1]), 1.0)))
+            for c, b, t in zip(pieces, samples, tokens)]
 
 
 @torch.no_grad()
@@ -163,23 +174,33 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
         for start in range(0, total_b, cfg.minibatch_size):
             # This rank's samples among the global minibatch (alone: the whole of it).
             idx = [g - offset for g in order[start:start + cfg.minibatch_size] if offset <= g < offset + B]
-            real = bool(idx)
-            idx = idx or [0]  # nothing left on this rank: one sample at weight 0 (see _shard_weights)
-            mb = batch.select(idx)
-            weights = _shard_weights(dist, mb, real) if dist.active else None
-            with timer("forward"):
-                total, metrics = _minibatch_loss(policy, mb, adv[idx], cfg, entropy_coef, loss, weights, dist)
-            if total is None:  # approx KL already past 1.5 x target_kl: stop before this step
-                stopped_early = 1
-                add(metrics)
+            pieces = _chunks(dist, batch, idx, cfg.micro_batch_size)
+            optimizer.zero_grad(set_to_none=True)
+            bad = False
+            for j, (piece, weights) in enumerate(pieces):
+                with timer("forward"):
+                    total, metrics = _minibatch_loss(policy, batch.select(piece), adv[piece], cfg, entropy_coef,
+                                                     loss, weights, dist)
+                if total is None:  # approx KL already past 1.5 x target_kl: stop before this step
+                    stopped_early = 1
+                    add(metrics)
+                    break
+                if dist.any(not torch.isfinite(total)):
+                    bad = True
+                    break
+                # Gradients are reduced across ranks once per step, after the last micro-batch.
+                with timer("backward"), dist.no_sync(policy, last=j == len(pieces) - 1):
+                    dist.backward(total)
+                if weights is None or weights[0] > 0:  # a weight-0 stand-in's figures say nothing
+                    metrics["loss/total"] = total.item()
+                    add(metrics)
+            if stopped_early:
+                optimizer.zero_grad(set_to_none=True)
                 break
-            if dist.any(not torch.isfinite(total)):
+            if bad:
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
                 continue
-            optimizer.zero_grad(set_to_none=True)
-            with timer("backward"):
-                dist.backward(total)
             with timer("optimizer"):
                 gn = dist.clip_grad_norm(params, cfg.max_grad_norm)
                 if torch.isfinite(gn):
@@ -189,10 +210,7 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
                 optimizer.zero_grad(set_to_none=True)
                 continue
             steps += 1
-            metrics["loss/total"] = total.item()
-            metrics["policy/grad_norm"] = gn.item()
-            if real:
-                add(metrics)
+            add({"policy/grad_norm": gn.item()})
     if scheduler is not None:
         scheduler.step()
     out = {k: sums[k] / counts[k] for k in sums}

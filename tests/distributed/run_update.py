@@ -34,6 +34,8 @@ from rlvlm.train.rl import param_groups
 SETUPS = {
     "gae": dict(value_head=True, group_size=1, algo=dict(advantage="gae", value_lr=1e-3)),
     "grpo": dict(value_head=False, group_size=2, algo=dict(advantage="grpo", ratio_level="token")),
+    # gradient accumulation: micro-batches of 2 on each rank, summed into each optimizer step
+    "gae_micro": dict(value_head=True, group_size=1, algo=dict(advantage="gae", value_lr=1e-3, micro_batch_size=2)),
     "grpo_lora": dict(value_head=False, group_size=2, algo=dict(advantage="grpo", ratio_level="token"),
                       lora={"r": 8}),
 }
@@ -72,7 +74,7 @@ def _one_update(dist: Distributed, model_dir: str, name: str, opt_name: str):
                           group_size=setup["group_size"], need_values=setup["value_head"])
     seed_everything(1)
     with dist.full_weights():  # FSDP: generation needs the whole weights (as in rlvlm train)
-        rollout = collector.collect_steps(2) if name == "gae" else collector.collect_episodes()
+        rollout = collector.collect_steps(2) if cfg.advantage == "gae" else collector.collect_episodes()
     batch = rollout.batch
     # The untrained model's replies are all invalid, so the env's rewards are all equal and every
     # advantage would be 0; a reward that varies with the reply gives the policy loss a gradient.

@@ -70,12 +70,18 @@ def one_process(model_dir, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("backend,setup", [("ddp", "gae"), ("ddp", "grpo"), ("fsdp2", "gae"), ("fsdp2", "grpo_lora")])
-def test_two_processes_update_equals_one_process(model_dir, tmp_path, one_process, backend, setup):
+# (backend, 2-process setup, 1-process setup): gae_micro accumulates micro-batches of 2 on each
+# rank, so it is compared with the plain 1-process update.
+CASES = [("ddp", "gae", "gae"), ("ddp", "grpo", "grpo"), ("ddp", "gae_micro", "gae"), ("fsdp2", "gae", "gae"),
+         ("fsdp2", "grpo_lora", "grpo_lora")]
+
+
+@pytest.mark.parametrize("backend,setup,single", CASES)
+def test_two_processes_update_equals_one_process(model_dir, tmp_path, one_process, backend, setup, single):
     path = tmp_path / "two.safetensors"
     launch([str(HERE / "run_update.py"), str(model_dir), setup, str(path)], 2,
            config=FSDP2 if backend == "fsdp2" else None)
-    one, two = one_process(setup), load_file(str(path))
+    one, two = one_process(single), load_file(str(path))
     assert one.keys() == two.keys()
     # fp32. AdamW divides each gradient by its own running size, so rounding noise in a gradient
     # near Adam's eps moves a weight by up to ~lr x noise / eps: measured 7.8e-6 (gae), 5.1e-6 (grpo).
