@@ -46,6 +46,16 @@ class ScoringSetup:
     share_prompts: bool  # in the grad pass; off for models with recurrent layers (shared_prefix.has_recurrent_layers)
     gradient_checkpointing: bool
     logprob_chunk: int
+    autocast: torch.dtype | None = None  # model.autocast: forward passes under torch.autocast in this dtype
+
+
+def autocast_context(dtype: torch.dtype | None, device: torch.device):
+    """`torch.autocast` on `device`'s type in `dtype` (None: a no-op context).
+
+    Only the model's forward passes run under it: the log-prob/entropy pass
+    upcasts the logits to float32 itself, and the value head runs in float32.
+    """
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample], value_head=None,
@@ -96,7 +106,7 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
     if setup.share_prompts and not setup.gradient_checkpointing:
         first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples], [s.image for s in samples])
         enc = setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first])
-        with context():
+        with context(), autocast_context(setup.autocast, dev):
             pieces, hidden = shared_prefix.score_logits(model, hf, enc, inverse, comps, setup.pad_id, want_hidden)
         n_c = sum(x.shape[1] for x in pieces)
         targets, _ = pad_rows(comps, n_c, setup.pad_id, dev)
@@ -110,7 +120,7 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
         kw = {k: v for k, v in inputs.items() if k != "input_ids"}
         kw["position_ids"] = pos.to(dev)
         n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
-        with context():
+        with context(), autocast_context(setup.autocast, dev):
             # Logits only where they predict completion tokens (the last n_c + 1
             # positions): the prompt's full-vocabulary logits are never built.
             out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,

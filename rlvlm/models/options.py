@@ -17,6 +17,7 @@ from rlvlm.models.generators import generator_backend
 from rlvlm.models.lora import LoraSettings
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+AUTOCAST_NAMES = ("none", "bfloat16", "float16")
 
 
 @dataclass
@@ -42,6 +43,11 @@ class PolicyOptions:
     # within noise, 9 % slower on the tiny one).
     static_cache: bool = F(False, "decoder=rlvlm: decode into a preallocated KV cache instead of growing it")
     logprob_chunk: int = F(4, "rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)")
+    # Memory and scale knobs (issue 18; docs/scaling_knobs.md).
+    autocast: Literal["none", "bfloat16", "float16"] = F(
+        "none", "mixed precision: every forward pass (scoring with and without grad, sampling, the reference) runs "
+        "under torch.autocast in this dtype while the weights stay in model.dtype (keep float32: fp32 master "
+        "weights); float16 has no loss scaling, prefer bfloat16")
 
     def validate(self) -> None:
         if self.dtype not in DTYPE_NAMES:
@@ -51,6 +57,11 @@ class PolicyOptions:
             raise ConfigError(f"model.logprob_chunk={self.logprob_chunk} must be >= 0 (0: no chunking)")
         if self.reference not in ("auto", "copy", "none"):
             raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
+        if self.autocast not in AUTOCAST_NAMES:
+            raise ConfigError(f"model.autocast={self.autocast!r} is not one of {', '.join(AUTOCAST_NAMES)}")
+        if self.autocast != "none" and self.dtype != "float32":
+            raise ConfigError(f"model.autocast={self.autocast} keeps float32 master weights, but model.dtype="
+                              f"{self.dtype}; fix: model.dtype=float32, or model.autocast=none")
 
 
 def options_from_dict(data: dict, where: str = "") -> PolicyOptions:

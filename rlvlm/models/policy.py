@@ -38,7 +38,7 @@ from rlvlm.models import shared_prefix
 from rlvlm.models.input_rules import input_rules
 from rlvlm.models.generators import eval_mode, generator_backend
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
-from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, score_completions
+from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, autocast_context, score_completions
 from rlvlm.models.processors import load_processor
 from rlvlm.models.spans import thought_action_masks
 from rlvlm.models.token_rules import split_by_image, stop_token_ids, turn_end_ids, vision_token_ids
@@ -169,7 +169,7 @@ class Policy(nn.Module):
             encode=self.encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
             share_prompts=options.share_prompts and not shared_prefix.has_recurrent_layers(self.hf),
             gradient_checkpointing=options.gradient_checkpointing,
-            logprob_chunk=options.logprob_chunk))
+            logprob_chunk=options.logprob_chunk, autocast=_DTYPES.get(options.autocast)))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)
         self.load_seconds = time.perf_counter() - t0
@@ -190,6 +190,10 @@ class Policy(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def autocast(self):
+        """The `model.autocast` context for a forward pass of the policy (a no-op when off)."""
+        return autocast_context(self.learner.setup.autocast, self.device)
 
     # --------------------------------------------------------------- prompts
     def build_prompt(self, text: str, has_image: bool) -> str:
@@ -234,7 +238,8 @@ class Policy(nn.Module):
         for idx in split_by_image(parts):
             images = [parts[i][0] for i in idx]
             enc = self.encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
-            hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
+            with self.autocast():
+                hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
             for j, v in zip(idx, self.value_head(hs[:, -1]).tolist()):
                 out[j] = v
         return out
