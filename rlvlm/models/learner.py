@@ -34,6 +34,11 @@ class ScoreOutput:
     thought_mask: torch.Tensor  # (B, Tc) bool
     action_mask: torch.Tensor  # (B, Tc) bool
 
+    def to(self, device) -> "ScoreOutput":
+        """The same output on `device` (e.g. a reference's scores back on the policy's device)."""
+        move = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()}
+        return ScoreOutput(**move)
+
 
 @dataclass
 class ScoringSetup:
@@ -64,7 +69,9 @@ def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample],
 
     `hf` is the unwrapped transformers model (positions, decoder); `context`
     wraps each forward pass (e.g. a LoRA adapter disabled for the reference).
-    Results are in input order, right-padded to the longest completion.
+    Inputs go to `model`'s device, where the results are (a reference copy may
+    live elsewhere than the policy, `model.reference_device`). Results are in
+    input order, right-padded to the longest completion.
     """
     if not samples:
         raise ValueError("scoring needs at least one sample")
@@ -105,7 +112,7 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
     # Prompt sharing needs the KV cache in the grad pass; gradient checkpointing turns the cache off.
     if setup.share_prompts and not setup.gradient_checkpointing:
         first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples], [s.image for s in samples])
-        enc = setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first])
+        enc = _on(dev, setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first]))
         with context(), autocast_context(setup.autocast, dev):
             pieces, hidden = shared_prefix.score_logits(model, hf, enc, inverse, comps, setup.pad_id, want_hidden)
         n_c = sum(x.shape[1] for x in pieces)
@@ -114,9 +121,9 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
         if want_hidden:
             val = value_head(hidden).index_select(0, torch.as_tensor(inverse, device=dev))
     else:
-        enc = setup.encode([s.prompt_text for s in samples], [s.image for s in samples])
+        enc = _on(dev, setup.encode([s.prompt_text for s in samples], [s.image for s in samples]))
         pos, inputs = shared_prefix.completion_positions(hf, enc, comps, setup.pad_id)
-        inputs = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+        inputs = _on(dev, inputs)
         kw = {k: v for k, v in inputs.items() if k != "input_ids"}
         kw["position_ids"] = pos.to(dev)
         n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
@@ -141,6 +148,10 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
     lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
     ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
     return lp, ent, val
+
+
+def _on(dev, tensors: dict) -> dict:
+    return {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in tensors.items()}
 
 
 class Learner(nn.Module):

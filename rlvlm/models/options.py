@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
 from rlvlm.config import F, FF, config_from_dict, config_to_dict
 from rlvlm.errors import ConfigError
 from rlvlm.models.generators import generator_backend
@@ -48,6 +50,9 @@ class PolicyOptions:
         "none", "mixed precision: every forward pass (scoring with and without grad, sampling, the reference) runs "
         "under torch.autocast in this dtype while the weights stay in model.dtype (keep float32: fp32 master "
         "weights); float16 has no loss scaling, prefer bfloat16")
+    reference_device: str | None = F(None, "device of the frozen reference copy (model.reference=copy), e.g. cpu "
+                                     "to keep it out of GPU memory; inputs go there and log-probs come back "
+                                     "(null: model.device)")
 
     def validate(self) -> None:
         if self.dtype not in DTYPE_NAMES:
@@ -59,9 +64,23 @@ class PolicyOptions:
             raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
         if self.autocast not in AUTOCAST_NAMES:
             raise ConfigError(f"model.autocast={self.autocast!r} is not one of {', '.join(AUTOCAST_NAMES)}")
+        if self.reference_device is not None:
+            _check_reference_device(self.reference_device, self.reference)
         if self.autocast != "none" and self.dtype != "float32":
             raise ConfigError(f"model.autocast={self.autocast} keeps float32 master weights, but model.dtype="
                               f"{self.dtype}; fix: model.dtype=float32, or model.autocast=none")
+
+
+def _check_reference_device(device: str, reference: str) -> None:
+    if reference != "copy":
+        raise ConfigError(f"model.reference_device={device!r} places a frozen copy, but model.reference={reference} "
+                          f"has none ({'the LoRA-disabled policy itself' if reference == 'auto' else 'no reference'}); "
+                          "fix: model.reference=copy, or model.reference_device=null")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"model.reference_device={device!r} is not a torch device ({err}); "
+                          "fix: e.g. cpu, cuda or cuda:1") from None
 
 
 def options_from_dict(data: dict, where: str = "") -> PolicyOptions:

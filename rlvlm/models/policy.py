@@ -160,8 +160,9 @@ class Policy(nn.Module):
 
             self.value_head.load_state_dict(load_file(str(Path(name_or_path) / VALUE_HEAD_FILE)))
         self.reference = None
-        if options.reference == "copy":
-            self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
+        # The copy is taken on the device the model loaded on (CPU) and placed after the policy moves,
+        # so a reference kept off the GPU (model.reference_device=cpu) never occupies GPU memory.
+        reference = copy.deepcopy(hf).eval().requires_grad_(False) if options.reference == "copy" else None
         self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
         self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
         self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
@@ -172,6 +173,8 @@ class Policy(nn.Module):
             logprob_chunk=options.logprob_chunk, autocast=_DTYPES.get(options.autocast)))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)
+        if reference is not None:
+            self.reference = reference.to(options.reference_device or options.device)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -292,8 +295,8 @@ class Policy(nn.Module):
         """
         if not use_reference:
             return (self.__dict__.get("_engine") or self.learner)(samples)
-        if self.reference is not None:
-            return score_completions(self.reference, self.hf, self.learner.setup, samples)
+        if self.reference is not None:  # scored where it lives (model.reference_device), returned here
+            return score_completions(self.reference, self.reference, self.learner.setup, samples).to(self.device)
         return score_completions(self.model, self.hf, self.learner.setup, samples, context=self._lora_disabled)
 
     def use_engine(self, engine: nn.Module) -> None:
@@ -359,7 +362,9 @@ class Policy(nn.Module):
 
 def _options_to_dict(o: PolicyOptions) -> dict:
     d = options_to_dict(o)
-    d["device"] = "cpu"  # a saved policy loads on CPU unless told otherwise
+    # Placement is not saved: a saved policy loads on CPU unless told otherwise, its reference copy with it
+    # (so loading it with reference=none, as resuming does, is not a contradiction).
+    d["device"], d["reference_device"] = "cpu", None
     return d
 
 

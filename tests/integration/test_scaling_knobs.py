@@ -75,3 +75,47 @@ def test_bad_autocast_settings_fail_clearly(tiny_dirs):
         load_policy(tiny_dirs["qwen2_vl"], autocast="fp8")
     with pytest.raises(ConfigError, match="model.autocast=bfloat16 keeps float32 master weights.*fix: model.dtype"):
         load_policy(tiny_dirs["qwen2_vl"], autocast="bfloat16", dtype="bfloat16")
+
+
+# ------------------------------------------------------- reference placement
+def test_reference_copy_on_its_own_device(tiny_dirs, tmp_path):
+    """model.reference_device: the copy lives there, inputs go there and log-probs come back unchanged.
+
+    CPU only here, so the device is cpu for both; a cuda policy with a cpu reference was not run.
+    """
+    from rlvlm.train.checkpoint import load_state, save_checkpoint
+    from rlvlm.train.state import REFERENCE_STATE, load_weights
+
+    torch.manual_seed(0)
+    plain = load_policy(tiny_dirs["qwen2_vl"], reference="copy")
+    placed = load_policy(tiny_dirs["qwen2_vl"], reference="copy", device="cpu", reference_device="cpu")
+    placed.load_state_dict(plain.state_dict())
+    assert {p.device for p in placed.reference.parameters()} == {torch.device("cpu")}
+    assert placed.options.reference_device == "cpu"
+    samples = plain.sample(_group_observations(2, 2), SamplingConfig(max_new_tokens=6))
+    ref = placed.reference_logprobs(samples)
+    assert ref.device == placed.device and torch.equal(ref, plain.reference_logprobs(samples))
+
+    # A checkpoint keeps the reference's own weights, and restores them into a placed copy.
+    with torch.no_grad():
+        for p in placed.reference.parameters():
+            p.add_(0.01)
+    moved = placed.reference_logprobs(samples)
+    ckpt = save_checkpoint(tmp_path, 1, policy_save_fn=placed.save,
+                           states={REFERENCE_STATE: placed.reference.state_dict()})
+    assert load_state(ckpt, REFERENCE_STATE).keys() == placed.reference.state_dict().keys()
+    fresh = load_policy(tiny_dirs["qwen2_vl"], reference="copy", reference_device="cpu")
+    load_weights(fresh, ckpt)  # loads the saved policy with reference=none: placement is not saved with it
+    assert {p.device for p in fresh.reference.parameters()} == {torch.device("cpu")}
+    assert torch.equal(fresh.reference_logprobs(samples), moved)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(reference="auto", reference_device="cpu"),
+     r"model.reference_device='cpu' places a frozen copy, but model.reference=auto has none .*fix: model.reference=copy"),
+    (dict(reference="none", reference_device="cpu"), r"model.reference=none has none \(no reference\)"),
+    (dict(reference="copy", reference_device="gpu0"), r"model.reference_device='gpu0' is not a torch device"),
+])
+def test_bad_reference_device_fails_clearly(tiny_dirs, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        load_policy(tiny_dirs["qwen2_vl"], **kw)

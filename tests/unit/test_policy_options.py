@@ -51,6 +51,9 @@ def test_saved_options_from_before_the_single_declaration_load():
     ("model.dtype=fp8", r"model.dtype='fp8' is not one of"),
     ("model.autocast=fp8", r"model.autocast='fp8' is not one of: none, bfloat16, float16"),
     ("model.dtype=bfloat16 model.autocast=bfloat16", r"model.autocast=bfloat16 keeps float32 master weights"),
+    ("model.reference=auto model.reference_device=cpu",
+     r"model.reference_device='cpu' places a frozen copy, but model.reference=auto"),
+    ("model.reference=copy model.reference_device=cuda:x", r"model.reference_device='cuda:x' is not a torch device"),
 ])
 def test_bad_model_keys_fail_with_the_fix(override, match):
     with pytest.raises(ConfigError, match=match):
