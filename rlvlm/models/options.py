@@ -50,6 +50,11 @@ class PolicyOptions:
         "none", "mixed precision: every forward pass (scoring with and without grad, sampling, the reference) runs "
         "under torch.autocast in this dtype while the weights stay in model.dtype (keep float32: fp32 master "
         "weights); float16 has no loss scaling, prefer bfloat16")
+    freeze_vision: bool = F(False, "freeze the vision encoder (transformers' get_encoder('image'), without the "
+                            "projector, even where it sits inside, as Qwen-VL's visual.merger); with LoRA the encoder "
+                            "has no adapters unless model.lora.vision, which contradicts this")
+    freeze_projector: bool = F(False, "freeze the multimodal projector (multi_modal_projector, connector, "
+                               "Qwen-VL's visual.merger, ...); with LoRA it gets no adapters")
     reference_device: str | None = F(None, "device of the frozen reference copy (model.reference=copy), e.g. cpu "
                                      "to keep it out of GPU memory; inputs go there and log-probs come back "
                                      "(null: model.device)")
@@ -64,6 +69,9 @@ class PolicyOptions:
             raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
         if self.autocast not in AUTOCAST_NAMES:
             raise ConfigError(f"model.autocast={self.autocast!r} is not one of {', '.join(AUTOCAST_NAMES)}")
+        if self.freeze_vision and self.lora is not None and self.lora.vision:
+            raise ConfigError("model.freeze_vision=true contradicts model.lora.vision=true (adapters that train the "
+                              "vision encoder); fix: set one of them false")
         if self.reference_device is not None:
             _check_reference_device(self.reference_device, self.reference)
         if self.autocast != "none" and self.dtype != "float32":

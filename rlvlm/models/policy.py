@@ -34,7 +34,7 @@ from torch import nn
 from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
-from rlvlm.models import shared_prefix
+from rlvlm.models import shared_prefix, vision_parts
 from rlvlm.models.input_rules import input_rules
 from rlvlm.models.generators import eval_mode, generator_backend
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
@@ -146,9 +146,14 @@ class Policy(nn.Module):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.hf = hf  # the unwrapped transformers model (peft wraps it below)
         if options.lora is not None:
-            self.model = lora_mod.apply_lora(hf, options.lora, adapter_dir=adapter_dir)
+            self.model = lora_mod.apply_lora(hf, options.lora, adapter_dir=adapter_dir,
+                                             exclude=vision_parts.projector_paths(hf) if options.freeze_projector else ())
         else:
             self.model = hf
+        frozen = vision_parts.freeze_vision_parts(hf, options.freeze_vision, options.freeze_projector)
+        if frozen:
+            log.info("froze %s vision encoder and %s projector parameters", f"{frozen['encoder']:,}",
+                     f"{frozen['projector']:,}")
         if options.gradient_checkpointing:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if options.lora is not None:

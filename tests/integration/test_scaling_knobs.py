@@ -119,3 +119,83 @@ def test_reference_copy_on_its_own_device(tiny_dirs, tmp_path):
 def test_bad_reference_device_fails_clearly(tiny_dirs, kw, match):
     with pytest.raises(ConfigError, match=match):
         load_policy(tiny_dirs["qwen2_vl"], **kw)
+
+
+# ----------------------------------------------------------- vision freezing
+# (encoder module, projector modules) per family, spelled out here rather than found by the code under test.
+VISION_PARTS = {
+    "qwen2_vl": ("model.visual", ["model.visual.merger"]),
+    "idefics3": ("model.vision_model", ["model.connector"]),
+    "gemma3": ("model.vision_tower", ["model.multi_modal_projector"]),
+    "llava": ("model.vision_tower", ["model.multi_modal_projector"]),
+}
+
+
+def _part(name: str, arch: str) -> str:
+    encoder, projectors = VISION_PARTS[arch]
+    if any(name.startswith(p + ".") for p in projectors):
+        return "projector"
+    return "encoder" if name.startswith(encoder + ".") else "language"
+
+
+def _numel(policy, arch, part):
+    return sum(p.numel() for n, p in policy.hf.named_parameters() if _part(n, arch) == part)
+
+
+@pytest.mark.parametrize("arch", list(VISION_PARTS))
+def test_freeze_vision_freezes_exactly_the_encoder(tiny_dirs, arch):
+    """Frozen per family (tiny models, encoder / projector): qwen2_vl 142,208 / 98,816 (its merger sits
+    inside visual), idefics3 107,072 / 32,768, gemma3 107,072 / 8,256, llava 107,264 / 24,832."""
+    torch.manual_seed(0)
+    full = load_policy(tiny_dirs[arch])
+    frozen = load_policy(tiny_dirs[arch], freeze_vision=True)
+    both = load_policy(tiny_dirs[arch], freeze_vision=True, freeze_projector=True)
+    frozen.load_state_dict(full.state_dict())
+    n = full.num_parameters(trainable_only=True)
+    assert n - frozen.num_parameters(trainable_only=True) == _numel(full, arch, "encoder") > 0
+    assert frozen.num_parameters(trainable_only=True) - both.num_parameters(trainable_only=True) == \
+        _numel(full, arch, "projector") > 0
+    assert all(_part(k, arch) == "language" for k, p in both.hf.named_parameters() if p.requires_grad)
+
+    samples = frozen.sample(_group_observations(2, 1), SamplingConfig(max_new_tokens=6))
+    before = {k: v.clone() for k, v in frozen.hf.state_dict().items()}
+    opt = torch.optim.SGD(frozen.trainable_parameters(), lr=0.5)
+    out = frozen.score(samples)
+    (out.logprobs.sum() + out.values.sum()).backward()
+    opt.step()
+    after = frozen.hf.state_dict()
+    changed = {part: any(not torch.equal(before[k], after[k]) for k in before if _part(k, arch) == part)
+               for part in ("encoder", "projector", "language")}
+    assert changed == {"encoder": False, "projector": True, "language": True}, changed
+    assert all(p.grad is None for k, p in frozen.hf.named_parameters() if _part(k, arch) == "encoder")
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "llava"])
+def test_freeze_vision_with_lora(tiny_dirs, arch):
+    """With LoRA the encoder has no adapters (lora.vision=false); freeze_projector drops the projector's."""
+    lora = {"r": 2}
+    plain = load_policy(tiny_dirs[arch], lora=lora, value_head=False, freeze_vision=True)
+    both = load_policy(tiny_dirs[arch], lora=lora, value_head=False, freeze_vision=True, freeze_projector=True)
+    parts = [{_part(k, arch) for k, p in pol.hf.named_parameters() if p.requires_grad} for pol in (plain, both)]
+    # LLaVA's projector is linear layers outside the tower: adapted unless frozen. Qwen's merger sits
+    # inside `visual`, which LoRA leaves alone unless lora.vision (as before these options).
+    assert parts[0] == ({"language", "projector"} if arch == "llava" else {"language"})
+    assert parts[1] == {"language"}
+    assert not any("lora_" in k for k, _ in both.hf.named_parameters() if _part(k, arch) != "language")
+    with pytest.raises(ConfigError, match="model.freeze_vision=true contradicts model.lora.vision=true"):
+        load_policy(tiny_dirs[arch], lora={"r": 2, "vision": True}, freeze_vision=True)
+
+
+def test_freeze_vision_bad_inputs(tiny_dirs):
+    from torch import nn
+
+    from rlvlm.errors import ModelSetupError
+    from rlvlm.models.vision_parts import freeze_vision_parts
+
+    with pytest.raises(ConfigError, match="freeze_vision='maybe'"):
+        load_policy(tiny_dirs["qwen2_vl"], freeze_vision="maybe")
+    text_only = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(ModelSetupError, match="no vision encoder .*fix: model.freeze_vision=false"):
+        freeze_vision_parts(text_only, encoder=True, projector=False)
+    with pytest.raises(ModelSetupError, match="no multimodal projector .*fix: model.freeze_projector=false"):
+        freeze_vision_parts(text_only, encoder=False, projector=True)
