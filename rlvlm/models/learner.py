@@ -10,6 +10,7 @@ never part of it.
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -21,6 +22,8 @@ from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.models import shared_prefix
 from rlvlm.models.batching import Sample
 from rlvlm.models.token_rules import pad_rows, split_by_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +52,6 @@ class ScoringSetup:
     pad_id: int
     blocked_ids: list[int]
     share_prompts: bool  # in the grad pass; off for models with recurrent layers (shared_prefix.has_recurrent_layers)
-    gradient_checkpointing: bool
     logprob_chunk: int
     autocast: torch.dtype | None = None  # model.autocast: forward passes under torch.autocast in this dtype
 
@@ -109,8 +111,7 @@ def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample],
 def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: int, value_head, context, dev):
     want_hidden = value_head is not None
     comps = [s.completion_ids for s in samples]
-    # Prompt sharing needs the KV cache in the grad pass; gradient checkpointing turns the cache off.
-    if setup.share_prompts and not setup.gradient_checkpointing:
+    if setup.share_prompts and _can_share_with_grad(hf):
         first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples], [s.image for s in samples])
         enc = _on(dev, setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first]))
         with context(), autocast_context(setup.autocast, dev):
@@ -148,6 +149,25 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
     lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
     ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
     return lp, ent, val
+
+
+def _can_share_with_grad(hf) -> bool:
+    """Prompt sharing in this pass: always, unless gradient checkpointing is active and this transformers
+    drops the cache from checkpointed layers (`shared_prefix.checkpointing_keeps_cache`); then the pass
+    runs unshared, with the same values, and says so once."""
+    if shared_prefix.checkpointing_keeps_cache() or not (hf.training and torch.is_grad_enabled()):
+        return True
+    if not any(getattr(m, "gradient_checkpointing", False) for m in hf.modules()):
+        return True
+    if not _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.append(True)
+        log.warning("model.share_prompts: this transformers drops the KV cache from gradient-checkpointed layers "
+                    "(no GradientCheckpointingLayer._can_checkpoint_with_cache), so scoring with grad runs "
+                    "unshared (same values, more compute); upgrade transformers to share prompts there")
+    return False
+
+
+_FALLBACK_LOGGED: list[bool] = []
 
 
 def _on(dev, tensors: dict) -> dict:

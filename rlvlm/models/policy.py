@@ -174,7 +174,6 @@ class Policy(nn.Module):
         self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
             encode=self.encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
             share_prompts=options.share_prompts and not shared_prefix.has_recurrent_layers(self.hf),
-            gradient_checkpointing=options.gradient_checkpointing,
             logprob_chunk=options.logprob_chunk, autocast=_DTYPES.get(options.autocast)))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)

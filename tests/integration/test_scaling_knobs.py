@@ -11,6 +11,7 @@ import torch
 
 from rlvlm.errors import ConfigError
 from rlvlm.models.policy import SamplingConfig, load_policy
+from rlvlm.models.tiny import ARCHS
 from tests.integration.test_policy import _sampled_matrix as _sampled
 from tests.integration.test_speed_levers import _group_observations
 
@@ -199,3 +200,75 @@ def test_freeze_vision_bad_inputs(tiny_dirs):
         freeze_vision_parts(text_only, encoder=True, projector=False)
     with pytest.raises(ModelSetupError, match="no multimodal projector .*fix: model.freeze_projector=false"):
         freeze_vision_parts(text_only, encoder=False, projector=True)
+
+
+# ------------------------------------------- gradient checkpointing + shared prompts
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_checkpointing_keeps_prompt_sharing(tiny_dirs, arch, monkeypatch):
+    """Checkpointed and shared: log-probs, values and every gradient equal the uncheckpointed shared pass
+    (measured: bitwise equal in every family), the shared path is taken and backward does replay layers."""
+    from torch import nn
+
+    from rlvlm.models import shared_prefix
+
+    torch.manual_seed(0)
+    plain = load_policy(tiny_dirs[arch])
+    ckpt = load_policy(tiny_dirs[arch], gradient_checkpointing=True)
+    torch.nn.init.normal_(plain.value_head.net[2].weight, std=0.5)
+    ckpt.load_state_dict(plain.state_dict())
+    samples = plain.sample(_group_observations(2, 3), SamplingConfig(max_new_tokens=8))  # 2 prompts x 3 samples
+    shared_calls = []
+    real = shared_prefix.score_logits
+    monkeypatch.setattr(shared_prefix, "score_logits", lambda *a, **k: shared_calls.append(1) or real(*a, **k))
+    # A pre-hook on a module inside a checkpointed decoder layer also fires when backward replays it
+    # (transformers checkpoints `forward`, so the layer's own hooks would not).
+    mlp = next(m for n, m in ckpt.hf.get_decoder().named_modules() if n.endswith("mlp") and isinstance(m, nn.Module))
+    runs = []
+    mlp.register_forward_pre_hook(lambda *_: runs.append(1))
+    outs = []
+    for policy in (plain, ckpt):
+        policy.train()
+        out = policy.score(samples)
+        forward_runs = len(runs)
+        (out.logprobs.sum() + 0.1 * out.entropy.sum() + out.values.sum()).backward()
+        grads = {n: p.grad for n, p in policy.named_parameters() if p.grad is not None}
+        outs.append((out, grads))
+    (a, ga), (b, gb) = outs
+    recurrent = shared_prefix.has_recurrent_layers(ckpt.hf)  # scoring never shares there (has_recurrent_layers)
+    assert len(shared_calls) == (0 if recurrent else 2)
+    assert len(runs) > forward_runs > 0, "backward replayed no layer: checkpointing is not on"
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-6) and torch.allclose(a.values, b.values, atol=1e-6)
+    assert ga.keys() == gb.keys() and len(ga) > 0
+    bad = [k for k in ga if (ga[k] - gb[k]).abs().max() > 1e-6 * max(1.0, ga[k].abs().max().item())]
+    assert not bad, f"{arch}: gradients differ in {bad[:3]}"
+
+
+def test_old_transformers_fall_back_to_unshared_checkpointed_scoring(tiny_dirs, monkeypatch, caplog):
+    """Where checkpointed layers cannot keep a cache (transformers before the opt-in), grad scoring runs
+    unshared, says so once, and gives the shared pass's values and gradients."""
+    from rlvlm.models import learner, shared_prefix
+
+    torch.manual_seed(0)
+    plain = load_policy(tiny_dirs["qwen2_vl"])
+    ckpt = load_policy(tiny_dirs["qwen2_vl"], gradient_checkpointing=True)
+    ckpt.load_state_dict(plain.state_dict())
+    samples = plain.sample(_group_observations(2, 3), SamplingConfig(max_new_tokens=8))
+    monkeypatch.setattr(shared_prefix, "checkpointing_keeps_cache", lambda: False)
+    monkeypatch.setattr(learner, "_FALLBACK_LOGGED", [])
+    shared_calls = []
+    real = shared_prefix.score_logits
+    monkeypatch.setattr(shared_prefix, "score_logits", lambda *a, **k: shared_calls.append(1) or real(*a, **k))
+    outs = []
+    with caplog.at_level("WARNING", logger="rlvlm.models.learner"):
+        for policy in (plain, ckpt, ckpt):
+            policy.train()
+            policy.zero_grad(set_to_none=True)
+            out = policy.score(samples)
+            out.logprobs.sum().backward()
+            outs.append((out.logprobs, {n: p.grad for n, p in policy.named_parameters() if p.grad is not None}))
+    assert len(shared_calls) == 1  # the uncheckpointed policy only
+    assert sum("runs unshared" in r.getMessage() for r in caplog.records) == 1
+    (a, ga), (b, gb) = outs[:2]
+    assert torch.allclose(a, b, atol=1e-5)
+    bad = [k for k in ga if (ga[k] - gb[k]).abs().max() > 1e-3 * ga[k].abs().max() + 1e-7]
+    assert ga.keys() == gb.keys() and not bad

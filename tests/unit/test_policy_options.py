@@ -54,6 +54,9 @@ def test_saved_options_from_before_the_single_declaration_load():
     ("model.reference=auto model.reference_device=cpu",
      r"model.reference_device='cpu' places a frozen copy, but model.reference=auto"),
     ("model.reference=copy model.reference_device=cuda:x", r"model.reference_device='cuda:x' is not a torch device"),
+    ("model.gradient_checkpointing=maybe", r"model.gradient_checkpointing='maybe' is not a bool"),
+    ("model.freeze_projector=maybe", r"model.freeze_projector='maybe' is not a bool"),
+    ("model.lora.r=4 model.lora.vision=true model.freeze_vision=true", r"model.freeze_vision=true contradicts"),
 ])
 def test_bad_model_keys_fail_with_the_fix(override, match):
     with pytest.raises(ConfigError, match=match):
