@@ -118,7 +118,7 @@ class OwnLoopGenerator(_SharedWeights):
             first, inverse = list(range(len(prompts))), list(range(len(prompts)))
         enc = p.encode([prompts[i] for i in first], [images[i] for i in first])
         rows = [u for u in inverse for _ in range(sampling.n)]  # observation-major, n per observation
-        with eval_mode(p.model):
+        with eval_mode(p.model), p.autocast():
             dec = shared_prefix.decode(
                 p.model, p.hf, enc, rows, max_new_tokens=sampling.max_new_tokens,
                 temperature=sampling.temperature, top_p=sampling.top_p, stop_ids=p.stop_token_ids,
@@ -152,7 +152,7 @@ class HFGenerator(_SharedWeights):
         )
         if not greedy:
             gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        with eval_mode(p.model), self._capture_prompt_hidden() as captured:
+        with eval_mode(p.model), p.autocast(), self._capture_prompt_hidden() as captured:
             clock.start()
             gen = p.model.generate(**enc, **gen_kwargs)
         seqs = gen.sequences[:, P:]

@@ -10,6 +10,7 @@ never part of it.
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -21,6 +22,8 @@ from rlvlm.algos.logprobs import token_logprobs
 from rlvlm.models import shared_prefix
 from rlvlm.models.batching import Sample
 from rlvlm.models.token_rules import pad_rows, split_by_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,11 @@ class ScoreOutput:
     thought_mask: torch.Tensor  # (B, Tc) bool
     action_mask: torch.Tensor  # (B, Tc) bool
 
+    def to(self, device) -> "ScoreOutput":
+        """The same output on `device` (e.g. a reference's scores back on the policy's device)."""
+        move = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()}
+        return ScoreOutput(**move)
+
 
 @dataclass
 class ScoringSetup:
@@ -44,8 +52,17 @@ class ScoringSetup:
     pad_id: int
     blocked_ids: list[int]
     share_prompts: bool  # in the grad pass; off for models with recurrent layers (shared_prefix.has_recurrent_layers)
-    gradient_checkpointing: bool
     logprob_chunk: int
+    autocast: torch.dtype | None = None  # model.autocast: forward passes under torch.autocast in this dtype
+
+
+def autocast_context(dtype: torch.dtype | None, device: torch.device):
+    """`torch.autocast` on `device`'s type in `dtype` (None: a no-op context).
+
+    Only the model's forward passes run under it: the log-prob/entropy pass
+    upcasts the logits to float32 itself, and the value head runs in float32.
+    """
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample], value_head=None,
@@ -54,7 +71,9 @@ def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample],
 
     `hf` is the unwrapped transformers model (positions, decoder); `context`
     wraps each forward pass (e.g. a LoRA adapter disabled for the reference).
-    Results are in input order, right-padded to the longest completion.
+    Inputs go to `model`'s device, where the results are (a reference copy may
+    live elsewhere than the policy, `model.reference_device`). Results are in
+    input order, right-padded to the longest completion.
     """
     if not samples:
         raise ValueError("scoring needs at least one sample")
@@ -92,11 +111,10 @@ def score_completions(model, hf, setup: ScoringSetup, samples: Sequence[Sample],
 def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: int, value_head, context, dev):
     want_hidden = value_head is not None
     comps = [s.completion_ids for s in samples]
-    # Prompt sharing needs the KV cache in the grad pass; gradient checkpointing turns the cache off.
-    if setup.share_prompts and not setup.gradient_checkpointing:
+    if setup.share_prompts and _can_share_with_grad(hf):
         first, inverse = shared_prefix.unique_prompts([s.prompt_text for s in samples], [s.image for s in samples])
-        enc = setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first])
-        with context():
+        enc = _on(dev, setup.encode([samples[i].prompt_text for i in first], [samples[i].image for i in first]))
+        with context(), autocast_context(setup.autocast, dev):
             pieces, hidden = shared_prefix.score_logits(model, hf, enc, inverse, comps, setup.pad_id, want_hidden)
         n_c = sum(x.shape[1] for x in pieces)
         targets, _ = pad_rows(comps, n_c, setup.pad_id, dev)
@@ -104,13 +122,13 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
         if want_hidden:
             val = value_head(hidden).index_select(0, torch.as_tensor(inverse, device=dev))
     else:
-        enc = setup.encode([s.prompt_text for s in samples], [s.image for s in samples])
+        enc = _on(dev, setup.encode([s.prompt_text for s in samples], [s.image for s in samples]))
         pos, inputs = shared_prefix.completion_positions(hf, enc, comps, setup.pad_id)
-        inputs = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+        inputs = _on(dev, inputs)
         kw = {k: v for k, v in inputs.items() if k != "input_ids"}
         kw["position_ids"] = pos.to(dev)
         n_c = inputs["input_ids"].shape[1] - enc["input_ids"].shape[1]
-        with context():
+        with context(), autocast_context(setup.autocast, dev):
             # Logits only where they predict completion tokens (the last n_c + 1
             # positions): the prompt's full-vocabulary logits are never built.
             out = model(input_ids=inputs["input_ids"], **kw, logits_to_keep=n_c + 1,
@@ -131,6 +149,29 @@ def _score_batch(model, hf, setup: ScoringSetup, samples: Sequence[Sample], Tc: 
     lp = torch.nn.functional.pad(lp, (0, Tc - n_c))
     ent = torch.nn.functional.pad(ent, (0, Tc - n_c))
     return lp, ent, val
+
+
+def _can_share_with_grad(hf) -> bool:
+    """Prompt sharing in this pass: always, unless gradient checkpointing is active and this transformers
+    drops the cache from checkpointed layers (`shared_prefix.checkpointing_keeps_cache`); then the pass
+    runs unshared, with the same values, and says so once."""
+    if shared_prefix.checkpointing_keeps_cache() or not (hf.training and torch.is_grad_enabled()):
+        return True
+    if not any(getattr(m, "gradient_checkpointing", False) for m in hf.modules()):
+        return True
+    if not _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.append(True)
+        log.warning("model.share_prompts: this transformers drops the KV cache from gradient-checkpointed layers "
+                    "(no GradientCheckpointingLayer._can_checkpoint_with_cache), so scoring with grad runs "
+                    "unshared (same values, more compute); upgrade transformers to share prompts there")
+    return False
+
+
+_FALLBACK_LOGGED: list[bool] = []
+
+
+def _on(dev, tensors: dict) -> dict:
+    return {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in tensors.items()}
 
 
 class Learner(nn.Module):

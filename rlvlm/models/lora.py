@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from torch import nn
 
@@ -48,12 +49,14 @@ def _in_vision_tower(name: str) -> bool:
     return any(part in VISION_TOWER_NAMES for part in name.split("."))
 
 
-def resolve_targets(model: nn.Module, settings: LoraSettings) -> list[str]:
-    """Full module paths of the linear layers LoRA should adapt."""
+def resolve_targets(model: nn.Module, settings: LoraSettings, exclude: Sequence[str] = ()) -> list[str]:
+    """Full module paths of the linear layers LoRA should adapt (none under the module paths `exclude`)."""
     wanted = settings.target_modules
     names = []
     for name, mod in model.named_modules():
         if not isinstance(mod, nn.Linear) or name.split(".")[-1] in _HEADS:
+            continue
+        if any(name.startswith(p + ".") for p in exclude):  # e.g. a frozen projector (model.freeze_projector)
             continue
         if not settings.vision and _in_vision_tower(name):
             continue
@@ -69,14 +72,15 @@ def resolve_targets(model: nn.Module, settings: LoraSettings) -> list[str]:
     return names
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings, adapter_dir: str | None = None):
-    """Wrap `model` in a peft LoRA model (or load a saved adapter onto it)."""
+def apply_lora(model: nn.Module, settings: LoraSettings, adapter_dir: str | None = None,
+               exclude: Sequence[str] = ()):
+    """Wrap `model` in a peft LoRA model (or load a saved adapter onto it); no adapters under `exclude`."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter_dir is not None:
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
     settings.validate()
-    targets = resolve_targets(model, settings)
+    targets = resolve_targets(model, settings, exclude)
     # An anchored alternation of full paths: peft matches a str target_modules
     # as a full-match regex, so nothing outside this list is touched.
     pattern = "^(" + "|".join(re.escape(n) for n in targets) + ")$"

@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
 from rlvlm.config import F, FF, config_from_dict, config_to_dict
 from rlvlm.errors import ConfigError
 from rlvlm.models.generators import generator_backend
 from rlvlm.models.lora import LoraSettings
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+AUTOCAST_NAMES = ("none", "bfloat16", "float16")
 
 
 @dataclass
@@ -42,6 +45,19 @@ class PolicyOptions:
     # within noise, 9 % slower on the tiny one).
     static_cache: bool = F(False, "decoder=rlvlm: decode into a preallocated KV cache instead of growing it")
     logprob_chunk: int = F(4, "rows per chunk of the fused log-prob/entropy pass over the vocabulary (0: all rows)")
+    # Memory and scale knobs (issue 18; docs/scaling_knobs.md).
+    autocast: Literal["none", "bfloat16", "float16"] = F(
+        "none", "mixed precision: every forward pass (scoring with and without grad, sampling, the reference) runs "
+        "under torch.autocast in this dtype while the weights stay in model.dtype (keep float32: fp32 master "
+        "weights); float16 has no loss scaling, prefer bfloat16")
+    freeze_vision: bool = F(False, "freeze the vision encoder (transformers' get_encoder('image'), without the "
+                            "projector, even where it sits inside, as Qwen-VL's visual.merger); with LoRA the encoder "
+                            "has no adapters unless model.lora.vision, which contradicts this")
+    freeze_projector: bool = F(False, "freeze the multimodal projector (multi_modal_projector, connector, "
+                               "Qwen-VL's visual.merger, ...); with LoRA it gets no adapters")
+    reference_device: str | None = F(None, "device of the frozen reference copy (model.reference=copy), e.g. cpu "
+                                     "to keep it out of GPU memory; inputs go there and log-probs come back "
+                                     "(null: model.device)")
 
     def validate(self) -> None:
         if self.dtype not in DTYPE_NAMES:
@@ -51,6 +67,28 @@ class PolicyOptions:
             raise ConfigError(f"model.logprob_chunk={self.logprob_chunk} must be >= 0 (0: no chunking)")
         if self.reference not in ("auto", "copy", "none"):
             raise ConfigError(f"model.reference={self.reference!r} must be auto, copy or none")
+        if self.autocast not in AUTOCAST_NAMES:
+            raise ConfigError(f"model.autocast={self.autocast!r} is not one of {', '.join(AUTOCAST_NAMES)}")
+        if self.freeze_vision and self.lora is not None and self.lora.vision:
+            raise ConfigError("model.freeze_vision=true contradicts model.lora.vision=true (adapters that train the "
+                              "vision encoder); fix: set one of them false")
+        if self.reference_device is not None:
+            _check_reference_device(self.reference_device, self.reference)
+        if self.autocast != "none" and self.dtype != "float32":
+            raise ConfigError(f"model.autocast={self.autocast} keeps float32 master weights, but model.dtype="
+                              f"{self.dtype}; fix: model.dtype=float32, or model.autocast=none")
+
+
+def _check_reference_device(device: str, reference: str) -> None:
+    if reference != "copy":
+        raise ConfigError(f"model.reference_device={device!r} places a frozen copy, but model.reference={reference} "
+                          f"has none ({'the LoRA-disabled policy itself' if reference == 'auto' else 'no reference'}); "
+                          "fix: model.reference=copy, or model.reference_device=null")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"model.reference_device={device!r} is not a torch device ({err}); "
+                          "fix: e.g. cpu, cuda or cuda:1") from None
 
 
 def options_from_dict(data: dict, where: str = "") -> PolicyOptions:

@@ -34,11 +34,11 @@ from torch import nn
 from rlvlm.errors import ConfigError, ModelSetupError
 from rlvlm.models import lora as lora_mod
 from rlvlm.models.batching import Sample, chat_prompt, encode_prompts, observation_parts
-from rlvlm.models import shared_prefix
+from rlvlm.models import shared_prefix, vision_parts
 from rlvlm.models.input_rules import input_rules
 from rlvlm.models.generators import eval_mode, generator_backend
 from rlvlm.models.options import PolicyOptions, options_from_dict, options_to_dict
-from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, score_completions
+from rlvlm.models.learner import Learner, ScoreOutput, ScoringSetup, autocast_context, score_completions
 from rlvlm.models.processors import load_processor
 from rlvlm.models.spans import thought_action_masks
 from rlvlm.models.token_rules import split_by_image, stop_token_ids, turn_end_ids, vision_token_ids
@@ -146,9 +146,14 @@ class Policy(nn.Module):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.hf = hf  # the unwrapped transformers model (peft wraps it below)
         if options.lora is not None:
-            self.model = lora_mod.apply_lora(hf, options.lora, adapter_dir=adapter_dir)
+            self.model = lora_mod.apply_lora(hf, options.lora, adapter_dir=adapter_dir,
+                                             exclude=vision_parts.projector_paths(hf) if options.freeze_projector else ())
         else:
             self.model = hf
+        frozen = vision_parts.freeze_vision_parts(hf, options.freeze_vision, options.freeze_projector)
+        if frozen:
+            log.info("froze %s vision encoder and %s projector parameters", f"{frozen['encoder']:,}",
+                     f"{frozen['projector']:,}")
         if options.gradient_checkpointing:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if options.lora is not None:
@@ -160,18 +165,20 @@ class Policy(nn.Module):
 
             self.value_head.load_state_dict(load_file(str(Path(name_or_path) / VALUE_HEAD_FILE)))
         self.reference = None
-        if options.reference == "copy":
-            self.reference = copy.deepcopy(hf).eval().requires_grad_(False)
+        # The copy is taken on the device the model loaded on (CPU) and placed after the policy moves,
+        # so a reference kept off the GPU (model.reference_device=cpu) never occupies GPU memory.
+        reference = copy.deepcopy(hf).eval().requires_grad_(False) if options.reference == "copy" else None
         self.stop_token_ids = stop_token_ids(hf, self.tokenizer)
         self.turn_end_ids = turn_end_ids(self.processor, self.stop_token_ids)
         self.blocked_token_ids = vision_token_ids(hf.config, self.processor)
         self.learner = Learner(self.model, hf, self.value_head, ScoringSetup(
             encode=self.encode, pad_id=self.tokenizer.pad_token_id, blocked_ids=self.blocked_token_ids,
             share_prompts=options.share_prompts and not shared_prefix.has_recurrent_layers(self.hf),
-            gradient_checkpointing=options.gradient_checkpointing,
-            logprob_chunk=options.logprob_chunk))
+            logprob_chunk=options.logprob_chunk, autocast=_DTYPES.get(options.autocast)))
         self.generator = generator_backend(options.decoder)(self)
         self.to(options.device)
+        if reference is not None:
+            self.reference = reference.to(options.reference_device or options.device)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ info
@@ -190,6 +197,10 @@ class Policy(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def autocast(self):
+        """The `model.autocast` context for a forward pass of the policy (a no-op when off)."""
+        return autocast_context(self.learner.setup.autocast, self.device)
 
     # --------------------------------------------------------------- prompts
     def build_prompt(self, text: str, has_image: bool) -> str:
@@ -234,7 +245,8 @@ class Policy(nn.Module):
         for idx in split_by_image(parts):
             images = [parts[i][0] for i in idx]
             enc = self.encode([self.build_prompt(parts[i][1], parts[i][0] is not None) for i in idx], images)
-            hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
+            with self.autocast():
+                hs = self.model(**enc, logits_to_keep=1, output_hidden_states=True, use_cache=False).hidden_states[-1]
             for j, v in zip(idx, self.value_head(hs[:, -1]).tolist()):
                 out[j] = v
         return out
@@ -287,8 +299,8 @@ class Policy(nn.Module):
         """
         if not use_reference:
             return self.engine(samples)
-        if self.reference is not None:
-            return score_completions(self.reference, self.hf, self.learner.setup, samples)
+        if self.reference is not None:  # scored where it lives (model.reference_device), returned here
+            return score_completions(self.reference, self.reference, self.learner.setup, samples).to(self.device)
         return score_completions(self.model, self.hf, self.learner.setup, samples, context=self._lora_disabled)
 
     @property
@@ -366,7 +378,9 @@ class Policy(nn.Module):
 
 def _options_to_dict(o: PolicyOptions) -> dict:
     d = options_to_dict(o)
-    d["device"] = "cpu"  # a saved policy loads on CPU unless told otherwise
+    # Placement is not saved: a saved policy loads on CPU unless told otherwise, its reference copy with it
+    # (so loading it with reference=none, as resuming does, is not a contradiction).
+    d["device"], d["reference_device"] = "cpu", None
     return d
 
 

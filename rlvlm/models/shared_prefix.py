@@ -22,15 +22,19 @@ the full (prompt + completion) layout, exactly as in the unshared scoring pass
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from transformers.cache_utils import StaticCache, StaticLayer
+from transformers.cache_utils import DynamicCache, StaticCache, StaticLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from rlvlm.models.batching import append_completions
 from rlvlm.models.input_rules import input_rules, per_token_keys
@@ -248,6 +252,13 @@ def score_logits(model, hf, enc: dict, inverse: Sequence[int], completions: Sequ
     Returns the logits as pieces along time, [(B, 1, V), (B, Tc - 1, V)] (joining
     them would copy the largest tensor of the pass), and the (U, H)
     last-prompt-token hidden states if `want_hidden`.
+
+    Works under gradient checkpointing (`model.gradient_checkpointing`):
+    transformers drops the cache from a checkpointed layer because a layer
+    that writes it would write again when backward replays it. Here no replay
+    writes: the prompt pass fills a cache that is then emptied and made
+    read-only, and the completion pass reads a read-only expanded copy, so a
+    replayed layer sees exactly the cache its first run saw (`_replay_safe`).
     """
     dev = enc["input_ids"].device
     inv = torch.as_tensor(list(inverse), device=dev)
@@ -258,15 +269,74 @@ def score_logits(model, hf, enc: dict, inverse: Sequence[int], completions: Sequ
     pos = pos.to(dev)
     first_rows = _first_rows(inverse, enc["input_ids"].shape[0], dev)
     Tc = full["input_ids"].shape[1] - P
-    out = model(**enc, position_ids=pos[..., first_rows, :P], use_cache=Tc > 0, logits_to_keep=1,
-                output_hidden_states=want_hidden)
-    hidden = out.hidden_states[-1][:, -1] if want_hidden else None
-    first = out.logits[:, -1:].index_select(0, inv)  # predicts completion token 0
-    if Tc <= 1:
-        return [first[:, :Tc]], hidden
-    cache = out.past_key_values
-    expand_cache(cache, inv)
-    rest = model(input_ids=full["input_ids"][:, P:-1], attention_mask=full["attention_mask"][:, :-1],
-                 position_ids=pos[..., P:-1], past_key_values=cache, use_cache=True,
-                 **{k: v[:, :-1] for k, v in _continuation_kwargs(enc, full, P).items()})
+    prompt_cache = DynamicCache(config=hf.config) if Tc > 1 else None
+    empty = [dict(vars(layer)) for layer in prompt_cache.layers] if prompt_cache is not None else []
+    cache_kw = _cache_kwarg(hf)
+    with _cache_kept_when_checkpointing(hf):
+        out = model(**enc, position_ids=pos[..., first_rows, :P], **{cache_kw: prompt_cache}, use_cache=Tc > 1,
+                    logits_to_keep=1, output_hidden_states=want_hidden)
+        hidden = out.hidden_states[-1][:, -1] if want_hidden else None
+        first = out.logits[:, -1:].index_select(0, inv)  # predicts completion token 0
+        if Tc <= 1:
+            return [first[:, :Tc]], hidden
+        shared = copy.copy(prompt_cache)
+        shared.layers = [copy.copy(layer) for layer in prompt_cache.layers]
+        expand_cache(shared, inv)
+        for layer, state in zip(prompt_cache.layers, empty):  # a replay of the prompt pass starts empty again
+            vars(layer).clear()
+            vars(layer).update(state)
+        _replay_safe(prompt_cache)
+        _replay_safe(shared)
+        rest = model(input_ids=full["input_ids"][:, P:-1], attention_mask=full["attention_mask"][:, :-1],
+                     position_ids=pos[..., P:-1], **{cache_kw: shared}, use_cache=True,
+                     **{k: v[:, :-1] for k, v in _continuation_kwargs(enc, full, P).items()})
     return [first, rest.logits], hidden
+
+
+def checkpointing_keeps_cache() -> bool:
+    """Whether this transformers lets a checkpointed layer keep a cache it only reads.
+
+    The opt-in (`GradientCheckpointingLayer._can_checkpoint_with_cache`) is
+    recent in 5.x; an older 5.x drops the cache from every checkpointed layer,
+    so a shared completion pass would silently attend to no prompt there.
+    """
+    return "_can_checkpoint_with_cache" in vars(GradientCheckpointingLayer)
+
+
+def _cache_kwarg(hf) -> str:
+    """The cache's keyword: `cache` in recent 5.x, `past_key_values` before (a deprecated alias since)."""
+    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+
+
+def _replay_safe(cache) -> None:
+    """Make each layer's `update` return what it would, and leave the layer as it was (read-only).
+
+    The state is restored generically (the layer's attributes), so every
+    layer kind that updates by reassignment follows: full and sliding-window
+    key/value layers (recurrent ones update in place; scoring never shares
+    their prompts, `has_recurrent_layers`).
+    """
+    for layer in cache.layers:
+        def update(*args, _layer=layer, _update=layer.update, **kwargs):
+            state = dict(vars(_layer))
+            try:
+                return _update(*args, **kwargs)
+            finally:
+                vars(_layer).clear()
+                vars(_layer).update(state)
+
+        layer.update = update
+
+
+@contextmanager
+def _cache_kept_when_checkpointing(hf):
+    """Let checkpointed decoder layers keep the cache they are given (transformers' opt-in for layers that
+    only read it; with `_replay_safe` caches ours only read, as far as a replay can tell)."""
+    layers = [m for m in hf.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    for m in layers:
+        m._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            del m._can_checkpoint_with_cache  # back to the class's False

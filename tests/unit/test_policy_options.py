@@ -49,10 +49,18 @@ def test_saved_options_from_before_the_single_declaration_load():
     ("model.lora.r=0", r"model.lora.r=0 must be >= 1"),
     ("model.decoder=vllm", r"model.decoder"),
     ("model.dtype=fp8", r"model.dtype='fp8' is not one of"),
+    ("model.autocast=fp8", r"model.autocast='fp8' is not one of: none, bfloat16, float16"),
+    ("model.dtype=bfloat16 model.autocast=bfloat16", r"model.autocast=bfloat16 keeps float32 master weights"),
+    ("model.reference=auto model.reference_device=cpu",
+     r"model.reference_device='cpu' places a frozen copy, but model.reference=auto"),
+    ("model.reference=copy model.reference_device=cuda:x", r"model.reference_device='cuda:x' is not a torch device"),
+    ("model.gradient_checkpointing=maybe", r"model.gradient_checkpointing='maybe' is not a bool"),
+    ("model.freeze_projector=maybe", r"model.freeze_projector='maybe' is not a bool"),
+    ("model.lora.r=4 model.lora.vision=true model.freeze_vision=true", r"model.freeze_vision=true contradicts"),
 ])
 def test_bad_model_keys_fail_with_the_fix(override, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(TrainConfig, "numberline", [override])
+        load_config(TrainConfig, "numberline", override.split())
 
 
 def test_a_key_below_a_value_set_earlier_is_refused_not_dropped():
