@@ -199,6 +199,15 @@ def _fsdp_no_sync(learner) -> Iterator[None]:
         learner.set_requires_gradient_sync(True)
 
 
+def single_process_only(command: str) -> None:
+    """Refuse to run `command` under a multi-process launcher, where every rank would run the whole
+    job and write the same output directory."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise ConfigError(f"{command} runs in one process, but a launcher started {world}; run it without "
+                          f"`accelerate launch` / torchrun (only `rlvlm train` is data-parallel so far)")
+
+
 def reduce_metrics(dist: Distributed, metrics: dict) -> dict:
     """One row of metrics for the whole run from every rank's row (the same on every rank).
 

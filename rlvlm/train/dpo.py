@@ -44,6 +44,7 @@ from rlvlm.rewards.rlhf import heuristic
 from rlvlm.train.reward_model import pair_observations
 from rlvlm.train.rl import resolve_model
 from rlvlm.train.run_dir import atomic_write_text, to_json_value
+from rlvlm.train.distributed import single_process_only
 
 ENV_ID = "rlvlm/VisualQA-v0"
 AXES = ("accuracy", "heuristic_train", "heuristic_heldout", "reward_model")
@@ -205,6 +206,7 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
 
     say = progress or (lambda _s: None)
     cfg.validate()
+    single_process_only("rlvlm dpo")
     t_start = time.perf_counter()
     pairs = load_pairs(cfg.pairs, pairs)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)

@@ -38,6 +38,7 @@ from rlvlm.tasks.procedural import GENERATORS, SPLITS
 from rlvlm.train.reward_model import pair_observations
 from rlvlm.train.rl import resolve_model
 from rlvlm.train.run_dir import atomic_write_text, to_json_value
+from rlvlm.train.distributed import single_process_only
 
 
 @dataclass
@@ -178,6 +179,7 @@ def run_preferences(cfg: PreferenceConfig, progress: Callable[[str], None] | Non
 
     say = progress or (lambda _s: None)
     cfg.validate()
+    single_process_only("rlvlm preferences")
     policy = load_policy(resolve_model(cfg.policy), value_head=False, reference="none", device=cfg.device)
     policy.eval()
     say(f"[prefs] {cfg.n_prompts} {cfg.task}/{cfg.split} prompts x {cfg.k} replies from {cfg.policy}, "

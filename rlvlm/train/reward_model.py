@@ -42,6 +42,7 @@ from rlvlm.models.reward_model import KINDS, RewardModel, build_reward_model
 from rlvlm.rewards.preferences import load_pairs, resolve_record, split_pairs
 from rlvlm.train.rl import resolve_model
 from rlvlm.train.run_dir import atomic_write_text, to_json_value
+from rlvlm.train.distributed import single_process_only
 
 ENV_ID = "rlvlm/VisualQA-v0"
 
@@ -208,6 +209,7 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = No
 
     say = progress or (lambda _s: None)
     cfg.validate()
+    single_process_only("rlvlm reward-model")
     t_start = time.perf_counter()
     pairs = load_pairs(cfg.pairs, pairs, need_margin=cfg.margin)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)

@@ -147,3 +147,12 @@ def test_sharded_evaluation_is_the_single_process_evaluation():
     assert 0 < alone["success_rate"] < 1 and alone["episodes"] == 11
     with pytest.raises(ValueError, match="needs gather"):
         evaluate(None, make, **kw, shard=(0, 2))
+
+
+def test_commands_that_are_not_data_parallel_refuse_a_launcher(monkeypatch):
+    from rlvlm.train.distributed import single_process_only
+
+    single_process_only("rlvlm dpo")  # alone: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"rlvlm dpo runs in one process, but a launcher started 2"):
+        single_process_only("rlvlm dpo")
