@@ -80,8 +80,9 @@ class TrainState:
         reference = self.policy.reference
         states = {REFERENCE_STATE: reference.state_dict()} if reference is not None else {}
         states.update({f"rank{r}": ranks[r] for r in range(1, dist.world)} if ranks else {})
-        path = save_checkpoint(run_dir, self.update, policy_save_fn=partial(self.policy.save, learner_state=learner_state),
-                               optimizer=optimizer,
+        save_policy = self.policy.save if learner_state is None else partial(self.policy.save,
+                                                                              learner_state=learner_state)
+        path = save_checkpoint(run_dir, self.update, policy_save_fn=save_policy, optimizer=optimizer,
                                scheduler=self.scheduler, extra_state=extra, config_dict=config_dict,
                                keep_last=keep_last, states=states)
         dist.barrier()
