@@ -44,7 +44,7 @@ from rlvlm.rewards.rlhf import heuristic
 from rlvlm.train.reward_model import pair_observations
 from rlvlm.train.rl import resolve_model
 from rlvlm.train.run_dir import atomic_write_text, to_json_value
-from rlvlm.train.distributed import single_process_only
+from rlvlm.train.distributed import SINGLE, Distributed
 
 ENV_ID = "rlvlm/VisualQA-v0"
 AXES = ("accuracy", "heuristic_train", "heuristic_heldout", "reward_model")
@@ -134,16 +134,18 @@ def eval_reward(cfg: DPOConfig):
     return CompositeReward(weights, options)
 
 
-def evaluate_axes(policy, cfg: DPOConfig, task: str, reward) -> dict:
-    """Greedy replies to `cfg.eval_episodes` test questions, scored on every axis."""
+def evaluate_axes(policy, cfg: DPOConfig, task: str, reward, dist: Distributed = SINGLE) -> dict:
+    """Greedy replies to `cfg.eval_episodes` test questions, scored on every axis (sharded over `dist`)."""
     import gymnasium as gym
 
 
     def make():
         return gym.make(ENV_ID, task=task, split="test", image_size=cfg.image_size, disable_env_checker=True)
 
-    ev = evaluate(policy, make, episodes=cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
-                  sampling=SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens), reward=reward)
+    with dist.full_weights():
+        ev = evaluate(policy, make, episodes=cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET,
+                      sampling=SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens), reward=reward,
+                      shard=(dist.rank, dist.world), gather=dist.gather)
     return {"success_rate": ev["success_rate"], **{a: ev.get(f"reward/{a}") for a in AXES if f"reward/{a}" in ev}}
 
 
@@ -179,16 +181,25 @@ class _Pairs:
 
 
 @torch.no_grad()
-def _held_out(policy, data: _Pairs | None, n: int, cfg: DPOConfig) -> dict | None:
+def _held_out(policy, data: _Pairs | None, n: int, cfg: DPOConfig, dist: Distributed = SINGLE) -> dict | None:
     if data is None or n == 0:
         return None
     loss_sum = acc_sum = 0.0
-    for i in range(0, n, cfg.batch_size):
-        idx = list(range(i, min(n, i + cfg.batch_size)))
-        _, m = data.loss(policy, idx, cfg)
-        loss_sum += m["loss/dpo"] * len(idx)
-        acc_sum += m["dpo/accuracy"] * len(idx)
+    mine = dist.shard(n)  # each rank scores its share of the held-out pairs
+    with dist.full_weights():
+        for i in range(mine.start, mine.stop, cfg.batch_size):
+            idx = list(range(i, min(mine.stop, i + cfg.batch_size)))
+            _, m = data.loss(policy, idx, cfg)
+            loss_sum += m["loss/dpo"] * len(idx)
+            acc_sum += m["dpo/accuracy"] * len(idx)
+    loss_sum, acc_sum = dist.sum(torch.tensor([loss_sum, acc_sum], dtype=torch.float64)).tolist()
     return {"loss": loss_sum / n, "accuracy": acc_sum / n}
+
+
+def _batch_means(dist: Distributed, m: dict, mine: int, n: int) -> dict:
+    """The whole batch's loss and accuracy from every rank's means over its `mine` of `n` pairs."""
+    tot = dist.sum(torch.tensor([m["loss/dpo"] * mine, m["dpo/accuracy"] * mine], dtype=torch.float64))
+    return {**m, "loss/dpo": float(tot[0]) / n, "dpo/accuracy": float(tot[1]) / n}
 
 
 def _line(row: dict, total: int, ev: dict | None) -> str:
@@ -201,23 +212,30 @@ def _line(row: dict, total: int, ev: dict | None) -> str:
 
 # ------------------------------------------------------------ training ---
 def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
-              progress: Callable[[str], None] | None = print) -> dict:
-    """Train the policy with DPO on the pairs, evaluate, save; returns the report (also report.json)."""
+              progress: Callable[[str], None] | None = print, dist: Distributed | None = None) -> dict:
+    """Train the policy with DPO on the pairs, evaluate, save; returns the report (also report.json).
 
-    say = progress or (lambda _s: None)
+    Under `accelerate launch` every process runs this: each batch of `cfg.batch_size`
+    pairs is split over the ranks (each rank's mean loss weighted by its share, so
+    the averaged gradient is the batch's), held-out pairs and test questions are
+    sharded, and rank 0 alone prints and writes.
+    """
     cfg.validate()
-    single_process_only("rlvlm dpo")
+    dist = dist or Distributed.from_environment()
+    say = (progress or (lambda _s: None)) if dist.is_main else (lambda _s: None)
     t_start = time.perf_counter()
     pairs = load_pairs(cfg.pairs, pairs)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)
     task = cfg.task or _task_of(pairs)
     out = Path(cfg.output_dir)
-    dump_config_yaml(cfg, out / "config.yaml")
+    if dist.is_main:
+        dump_config_yaml(cfg, out / "config.yaml")
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed)  # the same order on every rank
 
     policy = load_policy(resolve_model(cfg.policy), value_head=False, reference="copy", device=cfg.device)
     policy.eval()  # dropout off in π as in π_ref (module doc); eval() does not stop gradients
+    dist.wrap_learner(policy)
     reward = eval_reward(cfg)
     obs = pair_observations([p["record_id"] for p in pairs], cfg.image_size)
     data_train = _Pairs(policy, train, obs, cfg.batch_size)
@@ -229,8 +247,8 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
     params = policy.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     t0 = time.perf_counter()
-    h0 = _held_out(policy, data_held, len(held), cfg)
-    evals = [{"epoch": 0, **evaluate_axes(policy, cfg, task, reward)}]
+    h0 = _held_out(policy, data_held, len(held), cfg, dist)
+    evals = [{"epoch": 0, **evaluate_axes(policy, cfg, task, reward, dist)}]
     rows = [{"epoch": 0, "train_loss": None, "train_accuracy": None, "held_out_loss": h0 and h0["loss"],
              "held_out_accuracy": h0 and h0["accuracy"], "seconds": time.perf_counter() - t0}]
     say("[dpo] " + _line(rows[-1], cfg.epochs, evals[-1]))
@@ -242,26 +260,33 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
         sums = {"loss": 0.0, "accuracy": 0.0}
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            loss, m = data_train.loss(policy, idx, cfg)
+            mine = [idx[i] for i in dist.shard(len(idx))] if dist.active else idx
+            loss, m = data_train.loss(policy, mine or idx[:1], cfg)  # no share: one pair at weight 0
+            if dist.active:  # (1/W) Σ_r W·n_r/n · mean_r = the whole batch's mean
+                loss = loss * (dist.world * len(mine) / len(idx))
+                m = _batch_means(dist, m, len(mine), len(idx))
             if first_step_loss is None:
                 first_step_loss = m["loss/dpo"]  # π = π_ref here: log 2 (module doc)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            dist.backward(loss)
+            dist.clip_grad_norm(params, 1.0)
             opt.step()
             sums["loss"] += m["loss/dpo"] * len(idx)
             sums["accuracy"] += m["dpo/accuracy"] * len(idx)
-        h = _held_out(policy, data_held, len(held), cfg)
+        h = _held_out(policy, data_held, len(held), cfg, dist)
         ev = None
         if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
-            ev = evaluate_axes(policy, cfg, task, reward)
+            ev = evaluate_axes(policy, cfg, task, reward, dist)
             evals.append({"epoch": epoch, **ev})
         rows.append({"epoch": epoch, "train_loss": sums["loss"] / len(train),
                      "train_accuracy": sums["accuracy"] / len(train), "held_out_loss": h and h["loss"],
                      "held_out_accuracy": h and h["accuracy"], "seconds": time.perf_counter() - te})
         say("[dpo] " + _line(rows[-1], cfg.epochs, ev))
 
-    policy.save(out / "policy")
+    learner_state = dist.learner_state(policy)  # FSDP: gathered whole (every rank takes part)
+    if not dist.is_main:
+        return {}
+    policy.save(out / "policy", **({"learner_state": learner_state} if learner_state is not None else {}))
     report = {
         "pairs": {"train": len(train), "held_out": len(held), "train_records": len({p["record_id"] for p in train}),
                   "held_out_records": len({p["record_id"] for p in held})},

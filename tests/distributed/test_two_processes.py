@@ -149,3 +149,31 @@ def test_fsdp2_run_saves_an_ordinary_policy_and_resumes(model_dir, tmp_path):
     assert _rows(part) == _rows(full)[1:]
     w2b = load_file(str(part / "checkpoints" / "step-2" / "policy" / "model.safetensors"))
     assert all(torch.equal(w2[k], w2b[k]) for k in w2)
+
+
+def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path):
+    """`rlvlm dpo` on 2 processes: batches split over the ranks, the same weights and report."""
+    from rlvlm.rewards.preferences import resolve_record, write_pairs_jsonl
+
+    pairs = []
+    for i in range(12):  # chosen: the right digit in the JSON format; rejected: nonsense
+        rid = f"digits/train/0/{i}"
+        d = resolve_record(rid, 56)["answers"][0]
+        pairs.append({"record_id": rid, "question": "What digit is shown?", "margin": 0.9, "rejected": "blah",
+                      "chosen": json.dumps({"thoughts": f"I see the digit {d}", "answer": d}),
+                      "scores_chosen": {}, "scores_rejected": {}})
+    path = write_pairs_jsonl(pairs, tmp_path / "pairs.jsonl")
+    common = ["-m", "rlvlm.cli", "dpo", f"policy={idefics3_dir}", f"pairs={path}", "epochs=2", "batch_size=5",
+              "lr=1e-3", "image_size=56", "eval_episodes=3", "eval_every=0", "max_new_tokens=8"]
+    launch([*common, f"output_dir={tmp_path / 'one'}"], 1)
+    out = launch([*common, f"output_dir={tmp_path / 'two'}"], 2)
+    assert out.stdout.count("[dpo] epoch 2/2") == 1  # rank 0 alone reports
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    for key in ("first_step_loss", "held_out_accuracy", "held_out_accuracy_before"):
+        assert two[key] == pytest.approx(one[key], abs=1e-5), key
+    assert two["epochs"][-1]["train_loss"] == pytest.approx(one["epochs"][-1]["train_loss"], abs=1e-4)
+    assert two["after"] == one["after"]  # 3 greedy test questions, sharded 2 + 1
+    a = load_file(str(tmp_path / "one" / "policy" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "policy" / "model.safetensors"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
