@@ -144,6 +144,17 @@ class Distributed:
             return _fsdp_no_sync(policy.learner)
         return self.accelerator.no_sync(policy.engine)
 
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Replace each gradient by its mean over the ranks: DDP's reduction, by hand, for a module
+        whose training calls methods other than `forward` (DDP reduces in forward's backward hooks)."""
+        if not self.active:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            flat = self.sum(torch.cat([g.reshape(-1) for g in grads])) / self.world
+            for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+                g.copy_(part.view_as(g))
+
     def backward(self, loss: torch.Tensor) -> None:
         if self.active and self.fsdp is None:
             self.accelerator.backward(loss)

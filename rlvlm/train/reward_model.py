@@ -42,7 +42,7 @@ from rlvlm.models.reward_model import KINDS, RewardModel, build_reward_model
 from rlvlm.rewards.preferences import load_pairs, resolve_record, split_pairs
 from rlvlm.train.rl import resolve_model
 from rlvlm.train.run_dir import atomic_write_text, to_json_value
-from rlvlm.train.distributed import single_process_only
+from rlvlm.train.distributed import Distributed
 
 ENV_ID = "rlvlm/VisualQA-v0"
 
@@ -204,17 +204,24 @@ def _evaluate(scorer: _PairScorer, pairs: Sequence[dict], cfg: RewardModelConfig
 
 # ------------------------------------------------------------ training ---
 def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = None,
-                       progress: Callable[[str], None] | None = print) -> dict:
-    """Train, evaluate and save a reward model; returns the report (also written to report.json)."""
+                       progress: Callable[[str], None] | None = print, dist: Distributed | None = None) -> dict:
+    """Train, evaluate and save a reward model; returns the report (also written to report.json).
 
-    say = progress or (lambda _s: None)
+    Under `accelerate launch` every process runs this: each batch of pairs is split
+    over the ranks, each rank's mean loss weighted by its share and the gradients
+    averaged over the ranks (`Distributed.average_gradients`), so every rank takes
+    the step the whole batch gives; rank 0 alone prints and writes. (Held-out
+    pairs are few and scored on every rank.)
+    """
     cfg.validate()
-    single_process_only("rlvlm reward-model")
+    dist = dist or Distributed.from_environment()
+    say = (progress or (lambda _s: None)) if dist.is_main else (lambda _s: None)
     t_start = time.perf_counter()
     pairs = load_pairs(cfg.pairs, pairs, need_margin=cfg.margin)
     train, held = split_pairs(pairs, cfg.held_out_fraction, cfg.seed)
     out = Path(cfg.output_dir)
-    dump_config_yaml(cfg, out / "config.yaml")
+    if dist.is_main:
+        dump_config_yaml(cfg, out / "config.yaml")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
 
@@ -243,10 +250,18 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = No
         sums = {"loss": 0.0, "accuracy": 0.0}
         for start in range(0, len(order), cfg.batch_size):
             batch = [train[i] for i in order[start:start + cfg.batch_size]]
-            c, r = scorer(batch)
-            loss, m = bradley_terry_loss(c, r, _margins(batch, cfg.margin, c.device))
+            mine = [batch[i] for i in dist.shard(len(batch))] if dist.active else batch
+            c, r = scorer(mine or batch[:1])  # no share: one pair at weight 0
+            loss, m = bradley_terry_loss(c, r, _margins(mine or batch[:1], cfg.margin, c.device))
+            if dist.active:  # (1/W) Σ_r W·n_r/n · mean_r = the whole batch's mean
+                loss = loss * (dist.world * len(mine) / len(batch))
+                tot = dist.sum(torch.tensor([m["loss/bradley_terry"] * len(mine),
+                                             m["reward_model/accuracy"] * len(mine)], dtype=torch.float64))
+                m = {"loss/bradley_terry": float(tot[0]) / len(batch),
+                     "reward_model/accuracy": float(tot[1]) / len(batch)}
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sums["loss"] += m["loss/bradley_terry"] * len(batch)
@@ -257,6 +272,8 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[dict] | None = No
         say(_epoch_line(epochs[-1], cfg.epochs))
     train_s = time.perf_counter() - t_train
 
+    if not dist.is_main:
+        return {}
     model.save(out / "model")
     calibration = pair_calibration(final["diff"]) if final else None
     report = {

@@ -151,18 +151,23 @@ def test_fsdp2_run_saves_an_ordinary_policy_and_resumes(model_dir, tmp_path):
     assert all(torch.equal(w2[k], w2b[k]) for k in w2)
 
 
-def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path):
-    """`rlvlm dpo` on 2 processes: batches split over the ranks, the same weights and report."""
+def _pairs_file(path: Path, n: int = 12) -> Path:
+    """n preference pairs over digit records: the right digit in the JSON format against nonsense."""
     from rlvlm.rewards.preferences import resolve_record, write_pairs_jsonl
 
     pairs = []
-    for i in range(12):  # chosen: the right digit in the JSON format; rejected: nonsense
+    for i in range(n):
         rid = f"digits/train/0/{i}"
         d = resolve_record(rid, 56)["answers"][0]
         pairs.append({"record_id": rid, "question": "What digit is shown?", "margin": 0.9, "rejected": "blah",
                       "chosen": json.dumps({"thoughts": f"I see the digit {d}", "answer": d}),
                       "scores_chosen": {}, "scores_rejected": {}})
-    path = write_pairs_jsonl(pairs, tmp_path / "pairs.jsonl")
+    return write_pairs_jsonl(pairs, path)
+
+
+def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path):
+    """`rlvlm dpo` on 2 processes: batches split over the ranks, the same weights and report."""
+    path = _pairs_file(tmp_path / "pairs.jsonl")
     common = ["-m", "rlvlm.cli", "dpo", f"policy={idefics3_dir}", f"pairs={path}", "epochs=2", "batch_size=5",
               "lr=1e-3", "image_size=56", "eval_episodes=3", "eval_every=0", "max_new_tokens=8"]
     launch([*common, f"output_dir={tmp_path / 'one'}"], 1)
@@ -177,3 +182,26 @@ def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path):
     a = load_file(str(tmp_path / "one" / "policy" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "policy" / "model.safetensors"))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+
+
+def test_two_process_reward_model_equals_one_process(idefics3_dir, tmp_path):
+    """`rlvlm reward-model` on 2 processes: the same head and held-out figures as 1 process."""
+    path = _pairs_file(tmp_path / "pairs.jsonl", 16)
+    common = ["-m", "rlvlm.cli", "reward-model", f"name_or_path={idefics3_dir}", f"pairs={path}", "epochs=3",
+              "batch_size=5", "image_size=56"]
+    launch([*common, f"output_dir={tmp_path / 'one'}"], 1)
+    out = launch([*common, f"output_dir={tmp_path / 'two'}"], 2)
+    assert out.stdout.count("held-out pair accuracy") == 1
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert two["loss_curve"] == pytest.approx(one["loss_curve"], abs=1e-5)
+    assert two["held_out_accuracy"] == one["held_out_accuracy"]
+    a = load_file(str(tmp_path / "one" / "model" / "reward_head.safetensors"))
+    b = load_file(str(tmp_path / "two" / "model" / "reward_head.safetensors"))
+    # The last layer's bias shifts r(chosen) and r(rejected) alike, so the Bradley-Terry loss gives it
+    # an exactly zero gradient and AdamW moves it by rounding noise alone (measured 3.4e-4 apart after
+    # 9 steps at lr 1e-3); no score difference depends on it. Every other weight: 3.4e-7 at most.
+    shared = [k for k in a if k != "mlp.net.2.bias"]
+    assert len(shared) == len(a) - 1
+    assert max(float((a[k] - b[k]).abs().max()) for k in shared) <= 1e-5
+    assert one["loss_curve"][-1] < one["loss_curve"][0]  # it learned something
