@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 
 from rlvlm.algos.batch import RolloutBatch
-from rlvlm.errors import ConfigError, did_you_mean
+from rlvlm.errors import register_into, registered
 
 AdvantageFn = Callable[[RolloutBatch, Any], tuple[torch.Tensor, torch.Tensor]]
 PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
@@ -92,11 +92,9 @@ def register_advantage(name: str, *, needs_critic: bool = False, needs_groups: b
     A second registration of a name fails unless `replace=True`.
     """
     def deco(fn: AdvantageFn) -> AdvantageFn:
-        if name in ADVANTAGE_ESTIMATORS and not replace:
-            raise ValueError(f"advantage estimator {name!r} is already registered; pass replace=True to override")
-        ADVANTAGE_ESTIMATORS[name] = AdvantageEstimatorSpec(
+        register_into(ADVANTAGE_ESTIMATORS, name, AdvantageEstimatorSpec(
             name, fn, needs_critic, needs_groups, (not needs_critic) if whole_episodes is None else whole_episodes,
-            _first_line(fn, summary))
+            _first_line(fn, summary)), "advantage estimator", replace=replace)
         return fn
     return deco
 
@@ -105,27 +103,19 @@ def register_policy_loss(name: str, *, summary: str | None = None,
                          replace: bool = False) -> Callable[[PolicyLossFn], PolicyLossFn]:
     """Decorator: register `fn(logp, old_logp, advantages, mask, cfg) -> (loss, metrics)` under `name`."""
     def deco(fn: PolicyLossFn) -> PolicyLossFn:
-        if name in POLICY_LOSSES and not replace:
-            raise ValueError(f"policy loss {name!r} is already registered; pass replace=True to override")
-        POLICY_LOSSES[name] = PolicyLossSpec(name, fn, _first_line(fn, summary))
+        register_into(POLICY_LOSSES, name, PolicyLossSpec(name, fn, _first_line(fn, summary)), "policy loss",
+                     replace=replace)
         return fn
     return deco
 
 
-def _lookup(table: dict, name: str, field: str, what: str, register: str):
-    """`table[name]`, or a ConfigError naming the config field, close matches and the choices."""
-    try:
-        return table[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"{field}={name!r} is not a registered {what}{did_you_mean(str(name), table)}; choose one "
-                          f"of {', '.join(table)} (or register one with rlvlm.algos.{register})") from None
-
-
 def advantage_estimator(name: str) -> AdvantageEstimatorSpec:
     """The registered estimator `name`; a ConfigError naming `algo.advantage` and the choices if unknown."""
-    return _lookup(ADVANTAGE_ESTIMATORS, name, "algo.advantage", "advantage estimator", "register_advantage")
+    return registered(ADVANTAGE_ESTIMATORS, name, field="algo.advantage", what="advantage estimator",
+                           register="rlvlm.algos.register_advantage")
 
 
 def policy_loss(name: str) -> PolicyLossSpec:
     """The registered policy loss `name`; a ConfigError naming `algo.policy_loss` if unknown."""
-    return _lookup(POLICY_LOSSES, name, "algo.policy_loss", "policy loss", "register_policy_loss")
+    return registered(POLICY_LOSSES, name, field="algo.policy_loss", what="policy loss",
+                           register="rlvlm.algos.register_policy_loss")

@@ -37,7 +37,7 @@ import traceback
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
-from rlvlm.errors import ConfigError, RlvlmError, did_you_mean
+from rlvlm.errors import ConfigError, RlvlmError, register_into, registered
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +139,15 @@ def register_env_backend(name: str, *, replace: bool = False):
     """Class decorator: register an `EnvPool` subclass under `name` (what `env.backend` accepts).
     Its constructor is `(make_env, num_envs, *, step_timeout=None)`."""
     def deco(cls):
-        if name in ENV_BACKENDS and not replace:
-            raise ValueError(f"env backend {name!r} is already registered; pass replace=True to override")
-        ENV_BACKENDS[name] = cls
+        register_into(ENV_BACKENDS, name, cls, "env backend", replace=replace)
         return cls
     return deco
 
 
 def env_pool_backend(name: str) -> type[EnvPool]:
     """The registered backend `name`; a ConfigError naming `env.backend`, close matches and the choices if unknown."""
-    try:
-        return ENV_BACKENDS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"env.backend={name!r} is not a registered env backend{did_you_mean(str(name), ENV_BACKENDS)}; "
-                          f"choose one of {', '.join(ENV_BACKENDS)} (or register one with "
-                          "rlvlm.envs.register_env_backend)") from None
+    return registered(ENV_BACKENDS, name, field="env.backend", what="env backend",
+                           register="rlvlm.envs.register_env_backend")
 
 
 def make_env_pool(backend: str, make_env: Callable[[], Any], num_envs: int, *,

@@ -25,7 +25,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from rlvlm.errors import ConfigError, did_you_mean
+from rlvlm.errors import register_into, registered
 from rlvlm.models import shared_prefix
 from rlvlm.models.batching import Sample
 from rlvlm.models.spans import thought_action_masks
@@ -48,19 +48,13 @@ GENERATORS: dict[str, Callable[..., Generator]] = {}
 def register_generator(name: str, *, replace: bool = False):
     """Class decorator: register a generator backend under `name` (what `model.decoder` accepts)."""
     def deco(cls):
-        if name in GENERATORS and not replace:
-            raise ValueError(f"generator {name!r} is already registered; pass replace=True to override")
-        GENERATORS[name] = cls
+        register_into(GENERATORS, name, cls, "generator", replace=replace)
         return cls
     return deco
 
 
 def generator_backend(name: str) -> Callable[..., Generator]:
-    try:
-        return GENERATORS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"model.decoder={name!r} is not a registered generator{did_you_mean(str(name), GENERATORS)}; "
-                          f"choose one of {', '.join(GENERATORS)}") from None
+    return registered(GENERATORS, name, field="model.decoder", what="generator")
 
 
 @contextmanager
