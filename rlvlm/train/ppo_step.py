@@ -27,10 +27,10 @@ def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig
                     dist: Distributed = SINGLE) -> tuple[torch.Tensor | None, dict]:
     """Forward pass and total loss of one minibatch; (None, {approx_kl}) when past 1.5 x target_kl.
 
-    `weights` = (per-sample, per-token) factors of this rank's mean-type terms
-    in a data-parallel step (`_shard_weights`); None alone.
+    `weights` = (per-sample, per-token) factors of this piece's mean-type terms
+    in a data-parallel or accumulated step (`_chunks`); None: the plain mean.
     """
-    w_sample, w_token = weights or (1.0, 1.0)
+    w_sample, w_token = weights or (None, None)
     out = policy.score(mb.prompts)
     dev = out.logprobs.device
     old = mb.old_logprobs.to(dev)
@@ -42,10 +42,10 @@ def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig
         new_lp = algos.action_logprob(out.logprobs, out.thought_mask, out.action_mask, cfg.thought_coef)
         old_lp = algos.action_logprob(old, out.thought_mask, out.action_mask, cfg.thought_coef)
         pl, pm = loss.fn(new_lp, old_lp, a, None, cfg)
-        pl = pl * w_sample if weights else pl
+        pl = _weighted(pl, w_sample)
     else:
         pl, pm = loss.fn(out.logprobs, old, a[:, None].expand_as(old), out.mask, cfg)
-        pl = pl * (w_token if cfg.aggregation == "token_mean" else w_sample) if weights else pl
+        pl = _weighted(pl, w_token if cfg.aggregation == "token_mean" else w_sample)
     total = pl
     metrics = dict(pm)
     if cfg.target_kl is not None:
@@ -55,18 +55,22 @@ def _minibatch_loss(policy, mb: RolloutBatch, adv: torch.Tensor, cfg: AlgoConfig
             return None, {"policy/approx_kl": metrics["policy/approx_kl"]}
     if out.values is not None and cfg.value_coef > 0:
         vl, vm = algos.value_loss(out.values, mb.values.to(dev), mb.returns.to(dev), clip=cfg.value_clip)
-        total = total + cfg.value_coef * (vl * w_sample if weights else vl)
+        total = total + cfg.value_coef * _weighted(vl, w_sample)
         metrics.update(vm)
     elif out.values is not None and weights:
         total = total + 0.0 * out.values.sum()  # DDP reduces every parameter's grad: keep the head in the graph
     el, em = algos.entropy_bonus(out.entropy, out.mask, coef=entropy_coef)
-    total = total + (el * w_token if weights else el)
+    total = total + _weighted(el, w_token)
     metrics.update(em)
     if cfg.kl_coef > 0 and mb.ref_logprobs is not None:
         kl, km = algos.kl_loss(out.logprobs, mb.ref_logprobs.to(dev), out.mask, kind=cfg.kl_estimator)
-        total = total + cfg.kl_coef * (kl * w_token if weights else kl)
+        total = total + cfg.kl_coef * _weighted(kl, w_token)
         metrics.update(km)
     return total, metrics
+
+
+def _weighted(term: torch.Tensor, weight: float | None) -> torch.Tensor:
+    return term if weight is None else term * weight
 
 
 def _chunks(dist: Distributed, batch: RolloutBatch, idx: list[int], micro: int) -> list[tuple[list[int], tuple]]:
@@ -135,7 +139,7 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
     same global set of `cfg.minibatch_size` samples a single process would take,
     and each rank scores the part it holds. Advantages are whitened with global
     statistics and each rank's loss is weighted so the reduced gradient is that
-    of the whole minibatch (`_shard_weights`). An update on W ranks x B/W samples
+    of the whole minibatch (`_chunks`). An update on W ranks x B/W samples
     therefore equals the update on 1 x B (tests/distributed).
     """
     timer = timer or _no_timer

@@ -178,11 +178,12 @@ def check_world(cfg: TrainConfig, dist: Distributed) -> None:
     if not dist.active:
         return
     dist.check_divides("rollout.num_envs", cfg.rollout.num_envs)
-    per_rank = cfg.rollout.num_envs // dist.world
-    if per_rank % cfg.rollout.group_size:
-        raise ConfigError(f"rollout.group_size={cfg.rollout.group_size} must divide the {per_rank} envs each of "
-                          f"{dist.world} processes steps (rollout.num_envs={cfg.rollout.num_envs}): a group never "
-                          f"spans processes; fix: rollout.num_envs={cfg.rollout.group_size * dist.world * max(1, per_rank // cfg.rollout.group_size)}")
+    per_rank, g = cfg.rollout.num_envs // dist.world, cfg.rollout.group_size
+    if per_rank % g:
+        fix = g * dist.world * max(1, per_rank // g)
+        raise ConfigError(f"rollout.group_size={g} must divide the {per_rank} envs each of {dist.world} processes "
+                          f"steps (rollout.num_envs={cfg.rollout.num_envs}): a group never spans processes; "
+                          f"fix: rollout.num_envs={fix}")
 
 
 def train(cfg: TrainConfig, progress=print, dist: Distributed | None = None) -> dict:
