@@ -36,7 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 BACKENDS = {"ddp": ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
-            "fsdp2": ["--config_file", str(ROOT / "configs" / "accelerate" / "fsdp2.yaml")]}
+            "fsdp2": ["--config_file", str(ROOT / "configs" / "accelerate" / "fsdp2.yaml")],
+            "zero2": ["--config_file", str(ROOT / "configs" / "accelerate" / "zero2.yaml")],  # pip install deepspeed
+            "zero3": ["--config_file", str(ROOT / "configs" / "accelerate" / "zero3.yaml")]}
 LOOP = ("rollout", "score", "reward", "advantage", "update", "log")
 
 

@@ -1,16 +1,17 @@
 """The process group a run belongs to: one process, or N under `accelerate launch` / `torchrun`.
 
 rlvlm has no distributed engine of its own. Under a launcher, `Distributed`
-holds an `accelerate.Accelerator`, which reads the launcher's environment
-(DDP, FSDP or DeepSpeed from the accelerate config) and wraps the policy's
-`Learner` and the optimizer. Everything a data-parallel RL run must agree on
-goes through the few collectives here:
+holds an `accelerate.Accelerator` (the process group) and a parallel backend
+(backends.py: DDP, FSDP2 or DeepSpeed ZeRO, as the accelerate config file
+says) that wraps the policy's `Learner` and steps the optimizer. Everything a
+data-parallel RL run must agree on goes through the few operations here:
 
 - `sum` / `gather` of tensors and Python objects (global advantage
   statistics, minibatch token counts, metrics, evaluation episodes, the
   ranks' checkpoint states);
-- `prepare` (wrap the learner; the policy's `score` then runs through the
-  wrapper, so gradients are reduced) and `backward` / `clip_grad_norm`.
+- the backend's `wrap_learner` / `prepare_optimizer` (the policy's `score`
+  then runs through the wrapper, so gradients are reduced), `backward`,
+  `step` and the whole-state views that checkpoints use.
 
 Without a launcher (`WORLD_SIZE` unset or 1) no Accelerator is made and each
 method is the plain single-process operation, so a one-process run is
@@ -20,15 +21,15 @@ exactly what it was before any of this existed (same floats, same draws).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as tdist
 from accelerate import Accelerator
 
 from rlvlm.errors import ConfigError
-from rlvlm.train import sharding
+from rlvlm.train import sharding, zero  # noqa: F401  (they register the FSDP2 and DeepSpeed backends)
+from rlvlm.train.backends import backend_name_from_environment, make_backend
 
 
 class Distributed:
@@ -38,9 +39,8 @@ class Distributed:
         self.accelerator = accelerator
         self.rank = accelerator.process_index if accelerator is not None else 0
         self.world = accelerator.num_processes if accelerator is not None else 1
-        # FSDP2 when accelerate's config asks for it (sharding.py), else DDP through accelerate.
-        self.fsdp = sharding.FSDP2.from_environment() if self.world > 1 else None
-        self._units: list = []  # the FSDP units, once the learner is wrapped
+        # What wraps the learner (backends.py): the launcher's accelerate config decides.
+        self.engine = make_backend(backend_name_from_environment(self.world), self)
 
     @classmethod
     def from_environment(cls) -> "Distributed":
@@ -65,10 +65,8 @@ class Distributed:
 
     @property
     def backend(self) -> str:
-        """What wraps the learner: none | FSDP2 | accelerate's type (MULTI_GPU / MULTI_CPU: DDP, DEEPSPEED)."""
-        if self.accelerator is None:
-            return "none"
-        return "FSDP2" if self.fsdp is not None else str(self.accelerator.distributed_type).split(".")[-1]
+        """What wraps the learner: none | DDP | FSDP2 | DeepSpeed ZeRO-<stage>."""
+        return self.engine.name
 
     # ------------------------------------------------------------ collectives
     def sum(self, t: torch.Tensor) -> torch.Tensor:
@@ -109,32 +107,37 @@ class Distributed:
         return self.accelerator.device if self.accelerator.device.type == "cuda" else torch.device("cpu")
 
     # --------------------------------------------------------------- training
+    # The parallel backend's operations (backends.py): one process, DDP, FSDP2 or DeepSpeed ZeRO.
     def wrap_learner(self, policy) -> None:
-        """Wrap the policy's learner for the launcher's backend (DDP: gradients are averaged over
-        ranks in backward); `policy.score` calls the wrapper from then on. Alone: nothing happens.
+        """Wrap the policy's learner for the launcher's backend; `policy.score` calls the wrapper
+        from then on. Alone: nothing happens. Call it before any optimizer over its parameters
+        is made."""
+        self.engine.wrap_learner(policy)
 
-        Call it before any optimizer over the policy's parameters is made.
-        """
-        if self.fsdp is not None:
-            self._units = self.fsdp.wrap(policy.learner, set(getattr(policy.hf, "_no_split_modules", None) or []))
-            policy.use_engine(policy.learner)  # fully_shard wraps in place
-        elif self.active:
-            policy.use_engine(self.accelerator.prepare_model(policy.learner))
+    def prepare_optimizer(self, policy, optimizer: torch.optim.Optimizer, max_grad_norm: float):
+        """What the trainer steps: `optimizer` itself, or under DeepSpeed the engine that owns it
+        (made here, because ZeRO partitions the optimizer's state). Every trainer calls it right
+        after making an optimizer; `max_grad_norm` is the norm `step` will clip to."""
+        return self.engine.prepare_optimizer(policy, optimizer, max_grad_norm)
 
-    def full_weights(self, policy=None):
-        """Whole weights on every rank for the block (FSDP: one all-gather, see sharding.full_weights):
-        around generation, evaluation and no-grad scoring, whose forward counts differ between ranks.
-        Without FSDP the weights are whole already and this does nothing."""
-        return sharding.full_weights(self._units) if self._units else nullcontext()
+    def full_weights(self):
+        """Whole weights on every rank for the block (FSDP2 / ZeRO-3: one all-gather): around
+        generation, evaluation and no-grad scoring, whose forward counts differ between ranks.
+        Where the weights are whole already this does nothing."""
+        return self.engine.full_weights()
 
     def no_sync(self, policy, last: bool):
         """Around a micro-batch's backward: skip the cross-rank gradient reduction unless it is the
         step's `last` one (gradient accumulation reduces once per optimizer step)."""
-        if last or not self.active:
-            return nullcontext()
-        if self.fsdp is not None:
-            return _fsdp_no_sync(policy.learner)
-        return self.accelerator.no_sync(policy.engine)
+        return self.engine.no_sync(policy, last)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self, optimizer, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+        """Clip to the global gradient norm (over every shard) and step if it is finite; returns
+        the norm. A non-finite norm means no step was taken."""
+        return self.engine.step(optimizer, params, max_norm)
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Replace each gradient by its mean over the ranks: DDP's reduction, by hand, for a module
@@ -147,37 +150,25 @@ class Distributed:
             for g, part in zip(grads, flat.split([g.numel() for g in grads])):
                 g.copy_(part.view_as(g))
 
-    def backward(self, loss: torch.Tensor) -> None:
-        if self.active and self.fsdp is None:
-            self.accelerator.backward(loss)
-        else:
-            loss.backward()  # FSDP2's hooks reduce-scatter the gradients
-
-    def clip_grad_norm(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-        """Clip to the global gradient norm (over every shard, with FSDP / ZeRO); returns it."""
-        if self.fsdp is not None:
-            return sharding.global_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        if self.active:
-            return torch.as_tensor(self.accelerator.clip_grad_norm_(params, max_norm)).detach().float().cpu()
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-
     # ------------------------------------------------------------- checkpoints
+    @property
+    def shards_weights(self) -> bool:
+        """True where each rank's learner holds only its shard of the weights (FSDP2, ZeRO-3)."""
+        return self.engine.shards_weights
+
     def learner_state(self, policy) -> dict | None:
-        """FSDP: the learner's whole state dict (at rank 0; collective). Otherwise None: the
-        policy's own modules hold whole weights and save themselves."""
-        return sharding.full_model_state(policy.learner) if self.fsdp is not None else None
+        """The learner's whole state dict where it is sharded (at rank 0; collective), else None:
+        the policy's own modules hold whole weights and save themselves."""
+        return self.engine.learner_state(policy)
 
     def load_learner_state(self, policy, state: dict) -> None:
         """Put a whole learner state dict (model + value head) into the possibly sharded learner."""
-        if self.fsdp is not None:
-            sharding.load_full_model_state(policy.learner, state)
-        else:
-            policy.learner.load_state_dict(state)
+        self.engine.load_learner_state(policy, state)
 
     def optimizer_view(self, policy, optimizer):
-        """What checkpoints save and load as the optimizer: itself, or under FSDP its whole
-        (parameter-name keyed) state, gathered and scattered (sharding.OptimizerView)."""
-        return sharding.OptimizerView(policy.learner, optimizer) if self.fsdp is not None else optimizer
+        """What checkpoints save and load as the optimizer: itself, or under FSDP2 / ZeRO its
+        whole (parameter-indexed) state, gathered and scattered."""
+        return self.engine.optimizer_view(policy, optimizer)
 
     # ---------------------------------------------------------------- sharding
     def shard(self, n: int) -> range:
@@ -193,22 +184,14 @@ class Distributed:
                               f"{self.world}; fix: set {field}={max(self.world, value // self.world * self.world)}")
 
 
-@contextmanager
-def _fsdp_no_sync(learner) -> Iterator[None]:
-    learner.set_requires_gradient_sync(False)
-    try:
-        yield
-    finally:
-        learner.set_requires_gradient_sync(True)
-
-
 def single_process_only(command: str) -> None:
     """Refuse to run `command` under a multi-process launcher, where every rank would run the whole
     job and write the same output directory."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         raise ConfigError(f"{command} runs in one process, but a launcher started {world}; run it without "
-                          f"`accelerate launch` / torchrun (only `rlvlm train` is data-parallel so far)")
+                          "`accelerate launch` / torchrun (train with its SFT warm-start, dpo and reward-model "
+                          "are data-parallel)")
 
 
 def reduce_metrics(dist: Distributed, metrics: dict) -> dict:

@@ -245,7 +245,7 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
         f"evaluating on {cfg.eval_episodes} {task}/test questions")
 
     params = policy.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    opt = dist.prepare_optimizer(policy, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0), 1.0)
     t0 = time.perf_counter()
     h0 = _held_out(policy, data_held, len(held), cfg, dist)
     evals = [{"epoch": 0, **evaluate_axes(policy, cfg, task, reward, dist)}]
@@ -269,8 +269,7 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
                 first_step_loss = m["loss/dpo"]  # π = π_ref here: log 2 (module doc)
             opt.zero_grad(set_to_none=True)
             dist.backward(loss)
-            dist.clip_grad_norm(params, 1.0)
-            opt.step()
+            dist.step(opt, params, 1.0)
             sums["loss"] += m["loss/dpo"] * len(idx)
             sums["accuracy"] += m["dpo/accuracy"] * len(idx)
         h = _held_out(policy, data_held, len(held), cfg, dist)
@@ -283,7 +282,7 @@ def train_dpo(cfg: DPOConfig, pairs: Sequence[dict] | None = None,
                      "held_out_accuracy": h and h["accuracy"], "seconds": time.perf_counter() - te})
         say("[dpo] " + _line(rows[-1], cfg.epochs, ev))
 
-    learner_state = dist.learner_state(policy)  # FSDP: gathered whole (every rank takes part)
+    learner_state = dist.learner_state(policy)  # FSDP2 / ZeRO-3: gathered whole (every rank takes part)
     if not dist.is_main:
         return {}
     policy.save(out / "policy", **({"learner_state": learner_state} if learner_state is not None else {}))

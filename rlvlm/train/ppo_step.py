@@ -206,9 +206,7 @@ def ppo_update(policy, optimizer, batch: RolloutBatch, cfg: AlgoConfig, *, entro
                 optimizer.zero_grad(set_to_none=True)
                 continue
             with timer("optimizer"):
-                gn = dist.clip_grad_norm(params, cfg.max_grad_norm)
-                if torch.isfinite(gn):
-                    optimizer.step()
+                gn = dist.step(optimizer, params, cfg.max_grad_norm)  # clipped; no step when non-finite
             if not torch.isfinite(gn):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)

@@ -277,8 +277,9 @@ def _train(cfg: TrainConfig, progress, dist: Distributed) -> dict:
     # ------------------------------------------------------------------- rl
     a = cfg.algo
     estimator = algos.advantage_estimator(a.advantage)  # what it needs decides how rollouts are collected
-    optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
-    scheduler = lr_schedule(optimizer, cfg.updates, a.warmup_updates, a.lr_schedule, a.decay_updates)
+    base_optimizer = torch.optim.AdamW(param_groups(policy, a.lr, a.value_lr), lr=a.lr, weight_decay=a.weight_decay)
+    scheduler = lr_schedule(base_optimizer, cfg.updates, a.warmup_updates, a.lr_schedule, a.decay_updates)
+    optimizer = dist.prepare_optimizer(policy, base_optimizer, a.max_grad_norm)  # DeepSpeed: its engine
     entropy_ctl = algos.EntropyCoefficient(coef=a.entropy_coef, target=a.target_entropy)
     abstention = AbstentionMonitor(cfg.abstention_alarm)  # saved and restored with the run
     num_envs = cfg.rollout.num_envs // dist.world  # this rank's share (check_world)

@@ -80,7 +80,7 @@ def sft_train(policy: Policy, demos: list[tuple[dict, str]], *, epochs: int, lr:
         return {"sft/examples": 0}
     samples = policy.samples_from_text([o for o, _ in demos], [r for _, r in demos])
     params = [p for n, p in policy.named_parameters() if p.requires_grad and not n.startswith("value_head")]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = dist.prepare_optimizer(policy, torch.optim.AdamW(params, lr=lr, weight_decay=0.0), 1.0)
     rng = random.Random(seed)
     order = list(range(len(samples)))
     t0 = time.perf_counter()
@@ -98,8 +98,7 @@ def sft_train(policy: Policy, demos: list[tuple[dict, str]], *, epochs: int, lr:
                 loss = nll = -(out.logprobs * out.mask).sum() / out.mask.sum()
             opt.zero_grad(set_to_none=True)
             dist.backward(loss)
-            dist.clip_grad_norm(params, 1.0)
-            opt.step()
+            dist.step(opt, params, 1.0)
             epoch_losses.append(nll.item())
         losses.append(sum(epoch_losses) / len(epoch_losses))
         if progress:

@@ -26,9 +26,9 @@ ordinary policy directory, and resuming scatters them back.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -39,10 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 
 from rlvlm.errors import ConfigError
-
-
-def _flag(name: str, default: str = "false") -> bool:
-    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes")
+from rlvlm.train.backends import Alone, env_flag as _flag, register_parallel_backend
 
 
 @dataclass
@@ -133,3 +130,51 @@ def global_grad_norm(norm: torch.Tensor) -> torch.Tensor:
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
     return norm.detach().float().cpu()
+
+
+@register_parallel_backend("fsdp")
+class FullyShardedBackend(Alone):
+    """The parallel backend (backends.py) for FSDP2: see the module docstring."""
+
+    name = "FSDP2"
+    shards_weights = True
+
+    def __init__(self, dist: Any, settings: FSDP2):
+        super().__init__(dist)
+        self.settings = settings
+        self.units: list[FSDPModule] = []  # once the learner is wrapped
+
+    @classmethod
+    def from_environment(cls, dist: Any) -> "FullyShardedBackend":
+        return cls(dist, FSDP2.from_environment() or FSDP2())
+
+    def wrap_learner(self, policy) -> None:
+        self.units = self.settings.wrap(policy.learner, set(getattr(policy.hf, "_no_split_modules", None) or []))
+        policy.use_engine(policy.learner)  # fully_shard wraps in place
+
+    def full_weights(self):
+        return full_weights(self.units) if self.units else nullcontext()
+
+    def no_sync(self, policy, last: bool):
+        return nullcontext() if last else _no_gradient_sync(policy.learner)
+
+    def clip(self, params, max_norm: float) -> torch.Tensor:
+        return global_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def learner_state(self, policy) -> dict:
+        return full_model_state(policy.learner)
+
+    def load_learner_state(self, policy, state: dict) -> None:
+        load_full_model_state(policy.learner, state)
+
+    def optimizer_view(self, policy, optimizer):
+        return OptimizerView(policy.learner, optimizer)
+
+
+@contextmanager
+def _no_gradient_sync(learner) -> Iterator[None]:
+    learner.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        learner.set_requires_gradient_sync(True)

@@ -60,8 +60,8 @@ class TrainState:
         DDP) and returns its path, the others None.
         """
         ranks = dist.gather(self._rank_state()) if dist.active else None
-        # Under FSDP the weights and the optimizer state are sharded: every rank takes part in
-        # gathering them whole (to rank 0) before rank 0 writes an ordinary checkpoint.
+        # Under FSDP2 / ZeRO the weights or the optimizer state are sharded: every rank takes part
+        # in gathering them whole (to rank 0) before rank 0 writes an ordinary checkpoint.
         learner_state = dist.learner_state(self.policy)
         optimizer = dist.optimizer_view(self.policy, self.optimizer)
         if optimizer is not self.optimizer:
@@ -132,8 +132,8 @@ def load_weights(policy, checkpoint: str | Path, dist: Distributed = SINGLE) -> 
     """Put the checkpoint's policy (and its saved KL reference) into `policy`, in place."""
     ckpt = resolve_checkpoint(checkpoint)
     saved = load_policy(policy_dir(ckpt), reference="none")  # its own reference copy would only be overwritten
-    if dist.fsdp is not None:  # the learner is sharded: scatter the saved whole weights into it
-        missing, unexpected = _load_sharded(policy, saved, dist)
+    if dist.active:  # through the backend: it may shard the weights (FSDP2, ZeRO-3) or hold a master copy (ZeRO)
+        missing, unexpected = _load_into_backend(policy, saved, dist)
     else:
         missing, unexpected = policy.load_state_dict(saved.state_dict(), strict=False)
     bad = [k for k in missing if not k.startswith("reference.")] + list(unexpected)
@@ -149,8 +149,10 @@ def load_weights(policy, checkpoint: str | Path, dist: Distributed = SINGLE) -> 
             pass
 
 
-def _load_sharded(policy, saved, dist: Distributed) -> tuple[list[str], list[str]]:
-    """Load `saved`'s learner into the FSDP-sharded `policy.learner`; (missing, unexpected) keys."""
+def _load_into_backend(policy, saved, dist: Distributed) -> tuple[list[str], list[str]]:
+    """Load `saved`'s learner into `policy.learner` through the parallel backend; (missing,
+    unexpected) keys. The key sets are compared by name only: a sharded learner's own tensors
+    hold just this rank's part."""
     state = saved.learner.state_dict()
     want = set(policy.learner.state_dict())
     missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)

@@ -73,7 +73,7 @@ def _one_update(dist: Distributed, model_dir: str, name: str, opt_name: str):
     collector = Collector(envs, policy, SamplingConfig(max_new_tokens=24), seed=0,
                           group_size=setup["group_size"], need_values=setup["value_head"])
     seed_everything(1)
-    with dist.full_weights():  # FSDP: generation needs the whole weights (as in rlvlm train)
+    with dist.full_weights():  # FSDP2: generation needs the whole weights (as in rlvlm train)
         rollout = collector.collect_steps(2) if cfg.advantage == "gae" else collector.collect_episodes()
     batch = rollout.batch
     # The untrained model's replies are all invalid, so the env's rewards are all equal and every
@@ -82,7 +82,8 @@ def _one_update(dist: Distributed, model_dir: str, name: str, opt_name: str):
     batch.advantages, batch.returns = algos.advantage_estimator(cfg.advantage)(batch, cfg)
     mine = batch.select(list(dist.shard(len(batch))))
     before = _weights(dist, policy)
-    optimizer = OPTIMIZERS[opt_name](param_groups(policy, cfg.lr, cfg.value_lr))
+    optimizer = dist.prepare_optimizer(policy, OPTIMIZERS[opt_name](param_groups(policy, cfg.lr, cfg.value_lr)),
+                                       cfg.max_grad_norm)
     metrics = ppo_update(policy, optimizer, mine, cfg, entropy_coef=cfg.entropy_coef, seed=0, dist=dist)
     after = _weights(dist, policy)
     return before, after, metrics, len(batch)

@@ -1,5 +1,6 @@
 """Data-parallel training on 2 CPU processes (gloo), started the way a user starts it:
-`accelerate launch --multi_gpu --num_processes 2` (issue 18).
+`accelerate launch --multi_gpu --num_processes 2`, or `--config_file configs/accelerate/X.yaml`
+for FSDP2 and DeepSpeed ZeRO-2/3 (issue 18).
 
 - one update on 2 processes x B/2 samples equals one on 1 process x B (PPO with a
   value head, GRPO), with SGD and with the trainer's AdamW;
@@ -52,6 +53,14 @@ def launch(args: list[str], processes: int, *, config: Path | None = None, check
 
 
 FSDP2 = ROOT / "configs" / "accelerate" / "fsdp2.yaml"
+CONFIGS = {"ddp": None, "fsdp2": FSDP2, "zero2": ROOT / "configs" / "accelerate" / "zero2.yaml",
+           "zero3": ROOT / "configs" / "accelerate" / "zero3.yaml"}
+
+
+def needs(backend: str) -> None:
+    """DeepSpeed is optional (the [deepspeed] extra, in [dev]): its tests run where it is installed."""
+    if backend.startswith("zero"):
+        pytest.importorskip("deepspeed")
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +82,20 @@ def one_process(model_dir, tmp_path_factory):
 # (backend, 2-process setup, 1-process setup): gae_micro accumulates micro-batches of 2 on each
 # rank, so it is compared with the plain 1-process update.
 CASES = [("ddp", "gae", "gae"), ("ddp", "grpo", "grpo"), ("ddp", "gae_micro", "gae"), ("fsdp2", "gae", "gae"),
-         ("fsdp2", "grpo_lora", "grpo_lora")]
+         ("fsdp2", "grpo_lora", "grpo_lora"), ("zero2", "gae", "gae"), ("zero2", "gae_micro", "gae"),
+         ("zero3", "grpo", "grpo"), ("zero3", "grpo_lora", "grpo_lora")]
 
 
 @pytest.mark.parametrize("backend,setup,single", CASES)
 def test_two_processes_update_equals_one_process(model_dir, tmp_path, one_process, backend, setup, single):
+    needs(backend)
     path = tmp_path / "two.safetensors"
-    launch([str(HERE / "run_update.py"), str(model_dir), setup, str(path)], 2,
-           config=FSDP2 if backend == "fsdp2" else None)
+    launch([str(HERE / "run_update.py"), str(model_dir), setup, str(path)], 2, config=CONFIGS[backend])
     one, two = one_process(single), load_file(str(path))
     assert one.keys() == two.keys()
     # fp32. AdamW divides each gradient by its own running size, so rounding noise in a gradient
-    # near Adam's eps moves a weight by up to ~lr x noise / eps: measured 7.8e-6 (gae), 5.1e-6 (grpo).
-    # SGD has no such gain: at most 1.2e-7.
+    # near Adam's eps moves a weight by up to ~lr x noise / eps: measured 7.8e-6 (gae), 5.1e-6 (grpo),
+    # 8.9e-6 (ZeRO-3 gae_micro). SGD has no such gain: at most 1.5e-7.
     for opt, tol in (("sgd", 1e-6), ("adamw", 1e-5)):
         after = [k for k in one if k.startswith(f"{opt}/after/")]
         assert after
@@ -151,6 +161,29 @@ def test_fsdp2_run_saves_an_ordinary_policy_and_resumes(model_dir, tmp_path):
     assert all(torch.equal(w2[k], w2b[k]) for k in w2)
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_run_resumes_into_the_same_run(model_dir, tmp_path, stage):
+    """DeepSpeed ZeRO on 2 processes: the SFT warm-start's engine, then the RL update's; the
+    checkpoint holds whole weights and a whole AdamW state, and resuming equals the full run."""
+    needs(f"zero{stage}")
+    from rlvlm.models.policy import load_policy
+
+    common = ["-m", "rlvlm.cli", "train", "smoke", f"model.name_or_path={model_dir}", "updates=2",
+              "checkpoint_every=1", "checkpoint_keep=0", "eval.episodes=4", "algo.lr=0.003"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    out = launch([*common, f"output_dir={full}"], 2, config=CONFIGS[f"zero{stage}"])
+    assert f"2 processes (DeepSpeed ZeRO-{stage})" in out.stdout
+    step1, step2 = full / "checkpoints" / "step-1", full / "checkpoints" / "step-2"
+    w1 = load_file(str(step1 / "policy" / "model.safetensors"))
+    w2 = load_file(str(step2 / "policy" / "model.safetensors"))
+    assert max(float((w2[k] - w1[k]).abs().max()) for k in w1) > 1e-4  # update 2 changed them
+    load_policy(step2 / "policy")  # an ordinary policy directory (stage 3: gathered whole)
+    launch([*common, f"output_dir={part}", f"resume={step1}"], 2, config=CONFIGS[f"zero{stage}"])
+    assert _rows(part) == _rows(full)[1:]
+    w2b = load_file(str(part / "checkpoints" / "step-2" / "policy" / "model.safetensors"))
+    assert all(torch.equal(w2[k], w2b[k]) for k in w2)
+
+
 def _pairs_file(path: Path, n: int = 12) -> Path:
     """n preference pairs over digit records: the right digit in the JSON format against nonsense."""
     from rlvlm.rewards.preferences import resolve_record, write_pairs_jsonl
@@ -165,13 +198,15 @@ def _pairs_file(path: Path, n: int = 12) -> Path:
     return write_pairs_jsonl(pairs, path)
 
 
-def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path):
+@pytest.mark.parametrize("backend", ["ddp", "zero3"])
+def test_two_process_dpo_equals_one_process(idefics3_dir, tmp_path, backend):
     """`rlvlm dpo` on 2 processes: batches split over the ranks, the same weights and report."""
+    needs(backend)
     path = _pairs_file(tmp_path / "pairs.jsonl")
     common = ["-m", "rlvlm.cli", "dpo", f"policy={idefics3_dir}", f"pairs={path}", "epochs=2", "batch_size=5",
               "lr=1e-3", "image_size=56", "eval_episodes=3", "eval_every=0", "max_new_tokens=8"]
     launch([*common, f"output_dir={tmp_path / 'one'}"], 1)
-    out = launch([*common, f"output_dir={tmp_path / 'two'}"], 2)
+    out = launch([*common, f"output_dir={tmp_path / 'two'}"], 2, config=CONFIGS[backend])
     assert out.stdout.count("[dpo] epoch 2/2") == 1  # rank 0 alone reports
     one = json.loads((tmp_path / "one" / "report.json").read_text())
     two = json.loads((tmp_path / "two" / "report.json").read_text())

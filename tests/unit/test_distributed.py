@@ -156,3 +156,73 @@ def test_commands_that_are_not_data_parallel_refuse_a_launcher(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match=r"rlvlm dpo runs in one process, but a launcher started 2"):
         single_process_only("rlvlm dpo")
+
+
+def test_the_launchers_backend_is_chosen_from_accelerates_variables(monkeypatch):
+    from rlvlm.train.backends import PARALLEL_BACKENDS, backend_name_from_environment
+
+    for var in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(var, raising=False)
+    assert backend_name_from_environment(1) == "none"
+    assert backend_name_from_environment(2) == "ddp"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert backend_name_from_environment(2) == "fsdp"
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert backend_name_from_environment(2) == "deepspeed"
+    assert backend_name_from_environment(1) == "none"  # one process: never wrapped
+    assert {"none", "ddp", "fsdp", "deepspeed"} <= set(PARALLEL_BACKENDS)
+    assert Distributed(None).backend == "none"
+
+
+def test_deepspeed_settings_come_from_the_accelerate_config():
+    from rlvlm.train.zero import deepspeed_settings
+
+    env = {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu",
+           "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": "none", "ACCELERATE_MIXED_PRECISION": "no"}
+    assert deepspeed_settings(env) == {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
+    assert deepspeed_settings({})["zero_optimization"] == {"stage": 2}
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "0"}, r"zero_stage=0: .* fix: set zero_stage to 2 or 3"),
+    ({"ACCELERATE_MIXED_PRECISION": "bf16"}, r"mixed_precision=bf16 .* model.autocast=bf16"),
+    ({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"}, r"gradient_accumulation_steps=4 .* algo.micro_batch_size"),
+    ({"ACCELERATE_GRADIENT_CLIPPING": "1.0"}, r"gradient_clipping .* algo.max_grad_norm"),
+])
+def test_deepspeed_settings_that_rlvlm_owns_or_cannot_run_are_refused(env, match):
+    from rlvlm.train.zero import deepspeed_settings
+
+    with pytest.raises(ConfigError, match=match):
+        deepspeed_settings(env)
+
+
+def test_a_deepspeed_config_file_is_read_and_checked(tmp_path):
+    import json
+
+    from rlvlm.train.zero import deepspeed_settings
+
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 1000},
+                                "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
+                                "gradient_clipping": "auto"}))
+    env = {"ACCELERATE_DEEPSPEED_CONFIG_FILE": str(path)}
+    assert deepspeed_settings(env) == {"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 1000}}
+    path.write_text(json.dumps({"optimizer": {"type": "Adam"}, "zero_optimization": {"stage": 2}}))
+    with pytest.raises(ConfigError, match=r"sets 'optimizer', but the optimizer is algo.lr .* fix: remove"):
+        deepspeed_settings(env)
+    path.write_text(json.dumps({"bf16": {"enabled": True}}))
+    with pytest.raises(ConfigError, match=r"enables bf16; .* model.autocast=bf16"):
+        deepspeed_settings(env)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"deepspeed_config_file=.*cannot read it as JSON"):
+        deepspeed_settings(env)
+
+
+def test_a_deepspeed_launch_without_deepspeed_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from rlvlm.train.zero import ZeROBackend
+
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # importing it now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'rlvlm\[deepspeed\]'"):
+        ZeROBackend.from_environment(Distributed(None))
