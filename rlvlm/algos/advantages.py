@@ -250,3 +250,47 @@ def zero_variance_group_fraction(rewards: torch.Tensor, group_ids: torch.Tensor)
     """
     g = _Groups(rewards, group_ids)
     return float(g.degenerate.double().mean()) if g.degenerate.numel() else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Step-level credit for multi-turn agents.
+# ---------------------------------------------------------------------------
+
+
+def gigpo_advantages(
+    episode_returns: torch.Tensor,
+    episode_groups: torch.Tensor,
+    step_returns: torch.Tensor,
+    step_episode: torch.Tensor,
+    step_states: torch.Tensor,
+    *,
+    step_weight: float = 1.0,
+    scale: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """GiGPO (Feng et al., 2025): episode-level groups plus step-level anchor-state groups.
+
+        A^E(τ_i)   = (R(τ_i) − mean_g R) / F_g            over the episodes of group g (GRPO)
+        A^S(i, t)  = (G_t^i − mean_a G) / F_a             over every step, in any episode of group g,
+                                                          taken from the same env state ("anchor" a)
+        A(i, t)    = A^E(τ_i) + ω · A^S(i, t)
+
+    G_t^i is step t's discounted return-to-go in episode i. F is the group's std
+    (`scale=True`) or 1 (`scale=False`, the paper's mean-only variant). A step
+    whose state no other step of its group visited has a step group of one,
+    and a group whose values are all equal carries no comparison: both give
+    A^S = 0 (as `grpo_advantages` zeroes degenerate groups), so with no repeated
+    states GiGPO is episode-level GRPO.
+
+    Shapes: episode_returns, episode_groups `(E,)`; step_returns, step_episode
+    (each step's episode, 0..E-1), step_states (anchor-state ids) `(B,)` → `(B,)`.
+    """
+    check_range("step_weight", step_weight, 0.0, float("inf"))
+    check_same_shape(step_returns=step_returns, step_episode=step_episode, step_states=step_states)
+    group_adv = (lambda r, g: grpo_advantages(r, g, eps)) if scale else dr_grpo_advantages
+    episode_adv = group_adv(episode_returns, episode_groups)[step_episode]
+    # A step group is (episode group, state): anchors never pair steps of different start states.
+    pairs = torch.stack([episode_groups[step_episode].long(), step_states.long()], dim=1)
+    _, anchor = torch.unique(pairs, dim=0, return_inverse=True)
+    step_adv = group_adv(step_returns, anchor)
+    return (episode_adv.double() + step_weight * step_adv.double()).to(float_dtype(step_returns))

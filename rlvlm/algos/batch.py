@@ -9,7 +9,7 @@ Shapes, with B transitions (one per env step, in collection order) and Tc the
 longest completion of the rollout:
 
     per transition (B,)     rewards, terminated, truncated, values, truncation_values,
-                            episode_ids, group_ids, step_ids, env_ids
+                            episode_ids, group_ids, step_ids, env_ids, state_ids
     per token (B, Tc)       completion_ids, completion_mask, old_logprobs,
                             thought_mask, action_mask, ref_logprobs
     per env (N,)            last_values
@@ -57,6 +57,7 @@ class RolloutBatch:
     advantages: torch.Tensor | None = None  # (B,)
     returns: torch.Tensor | None = None  # (B,): value targets (GAE) or episode returns
     ref_logprobs: torch.Tensor | None = None  # (B, Tc) under the KL reference
+    state_ids: torch.Tensor | None = None  # (B,) long: the env state each step acted from (GiGPO's anchors)
 
     def __post_init__(self):
         B = self.rewards.shape[0]

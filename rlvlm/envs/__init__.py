@@ -3,6 +3,8 @@
 Importing this package registers, with gymnasium:
     rlvlm/NumberLine-v0, rlvlm/EZPoints-v0, rlvlm/Points24-v0,
     rlvlm/Blackjack-v0 (RL4VLM's gym-cards) and rlvlm/VisualQA-v0.
+Any other gymnasium env with Discrete actions and rgb_array frames comes in
+through `from_gymnasium` (env.id=gymnasium:<ID> in a config).
 Observations are {"image": uint8 HxWx3, "text": prompt}; the action is the
 completion text, parsed by the env (`parse_action`). See DESIGN.md.
 
@@ -14,6 +16,8 @@ from rlvlm.envs.blackjack import BlackjackEnv, basic_strategy
 from rlvlm.envs.degrade import MODES as DEGRADATION_MODES
 from rlvlm.envs.formula import FormulaError, count_solvable, is_solvable, solve
 from rlvlm.envs.formula import evaluate as evaluate_formula
+from rlvlm.envs.frozenlake import action_values as frozenlake_action_values  # registers its profile
+from rlvlm.envs.gym_adapter import GYM_PROFILES, GymnasiumEnv, GymProfile, from_gymnasium, register_gym_profile
 from rlvlm.envs.numberline import NumberLineEnv
 from rlvlm.envs.parsing import ParsedAction, action_char_span, parse_action
 from rlvlm.envs.points import EZPointsEnv, Points24Env
@@ -34,6 +38,12 @@ register_envs()
 
 __all__ = [
     "DEGRADATION_MODES",
+    "GYM_PROFILES",
+    "GymProfile",
+    "GymnasiumEnv",
+    "from_gymnasium",
+    "frozenlake_action_values",
+    "register_gym_profile",
     "ENV_BACKENDS",
     "ENV_IDS",
     "HELP_MODES",

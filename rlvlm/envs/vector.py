@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlvlm.envs.base import check_int
+from rlvlm.envs.gym_adapter import GYM_PREFIX, from_gymnasium
 from rlvlm.envs.registration import register_envs
 from rlvlm.envs.wrappers import AskForHelp, MissingVisualInfo
 from rlvlm.errors import ConfigError
@@ -51,11 +52,16 @@ def wrapper_fns(missing_info=None, ask_for_help=None) -> list:
 
 
 def make_env(env_id: str, *, missing_info=None, ask_for_help=None, **kwargs) -> gym.Env:
-    """One env: gymnasium.make(env_id, **kwargs), optionally wrapped in
+    """One env: gymnasium.make(env_id, **kwargs), or for `gymnasium:<ID>` any gymnasium env
+    through the adapter (`from_gymnasium(ID, **kwargs)`), optionally wrapped in
     MissingVisualInfo (missing_info=p or dict) and AskForHelp
     (ask_for_help="single_turn"|"multi_turn" or dict)."""
     register_envs()
-    env = gym.make(env_id, **kwargs)
+    if env_id.startswith(GYM_PREFIX):
+        kwargs.pop("disable_env_checker", None)  # a gymnasium.make option; the adapter is built directly
+        env = from_gymnasium(env_id, **kwargs)
+    else:
+        env = gym.make(env_id, **kwargs)
     for fn in wrapper_fns(missing_info, ask_for_help):
         env = fn(env)
     return env

@@ -27,7 +27,7 @@ def _long(x, default: torch.Tensor) -> torch.Tensor:
 def batch_from_samples(samples: Sequence, rewards, *, group_ids=None, episode_ids=None, step_ids=None,
                        env_ids=None, terminated=None, truncated=None, num_envs: int | None = None,
                        num_steps: int = 0, last_values: Sequence[float] | None = None,
-                       truncation_values=None) -> RolloutBatch:
+                       truncation_values=None, state_ids=None) -> RolloutBatch:
     """A `RolloutBatch` of `samples` (rlvlm `Sample`s) with their rewards `(B,)`.
 
     Defaults describe B one-step episodes: episode i is sample i, which ended
@@ -48,6 +48,7 @@ def batch_from_samples(samples: Sequence, rewards, *, group_ids=None, episode_id
         group_ids=_long(group_ids, arange),
         step_ids=_long(step_ids, torch.zeros(B, dtype=torch.long)),
         env_ids=_long(env_ids, arange),
+        state_ids=None if state_ids is None else torch.as_tensor(state_ids, dtype=torch.long),
         completion_ids=_pad([s.completion_ids for s in samples], width, torch.long),
         completion_mask=torch.arange(width)[None, :] < lengths[:, None],
         old_logprobs=_pad([s.logprobs for s in samples], width, torch.float32),
@@ -76,4 +77,5 @@ def build_batch(transitions: Sequence, *, num_envs: int, num_steps: int,
         terminated=[tr.terminated for tr in transitions], truncated=[tr.truncated for tr in transitions],
         num_envs=num_envs, num_steps=num_steps, last_values=last_values,
         truncation_values=[tv.get((tr.t, tr.env_index), NAN) for tr in transitions],
+        state_ids=[tr.state_key for tr in transitions],
     )

@@ -25,9 +25,12 @@ down training.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from rlvlm.algos.batch import RolloutBatch
 from rlvlm.envs.help_metrics import help_episode_fields
@@ -36,6 +39,17 @@ from rlvlm.envs.wrappers import find_ask_wrapper
 from rlvlm.errors import ConfigError
 from rlvlm.models.batching import Sample
 from rlvlm.rollout.batch import build_batch
+
+
+def state_key(obs: dict, info: dict) -> int:
+    """An int naming the env state an observation shows: the env's own `info["state_key"]` when it
+    gives one, else a hash of the image (the prompt is left out: it may carry history or captions
+    that differ between visits of the same state). Equal keys are GiGPO's anchor states."""
+    if "state_key" in info:
+        return int(info["state_key"])
+    image = obs.get("image") if isinstance(obs, dict) else None
+    data = np.ascontiguousarray(image).tobytes() if image is not None else str(obs.get("text", "")).encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass
@@ -51,6 +65,7 @@ class Transition:
     episode_id: int
     group_id: int
     info: dict
+    state_key: int = 0  # the state acted from (`state_key`): GiGPO groups steps of equal keys
 
     @property
     def done(self) -> bool:
@@ -262,7 +277,8 @@ class Collector:
         self._ep_seconds[i] += sample.gen_seconds
         self._ep_forced[i] |= bool(sample.meta.get("forced"))
         transitions.append(Transition(sample, i, self._t, float(reward), bool(terminated), bool(truncated),
-                                      self._episode[i], self._group[i], info))
+                                      self._episode[i], self._group[i], info,
+                                      state_key(self._obs[i], self._info[i])))  # the state before this step
         done = terminated or truncated
         if done:
             episodes.append({

@@ -68,7 +68,8 @@ class RolloutConfig:
 @dataclass
 class AlgoConfig:
     advantage: str = F("gae", "the algorithm: a registered advantage estimator (rlvlm.algos.ADVANTAGE_ESTIMATORS): "
-                       "gae (PPO: value head, lockstep steps) | grpo | dr_grpo | rloo (groups of whole episodes) | "
+                       "gae (PPO: value head, lockstep steps) | turn_gae (value head, whole episodes) | grpo | "
+                       "dr_grpo | rloo | gigpo (groups of whole episodes; gigpo adds anchor-state step groups) | "
                        "reinforce_pp | reward_to_go (whole episodes, no critic)")
     policy_loss: str = F("ppo_clip", "a registered policy loss (rlvlm.algos.POLICY_LOSSES): ppo_clip | reinforce")
     ratio_level: Literal["action", "token"] = F("action", "action: one ratio per env step from lambda*thought + action log-probs; "
@@ -76,6 +77,7 @@ class AlgoConfig:
     thought_coef: float = F(0.5, "lambda weighting thought-token log-probs in the action log-prob (RL4VLM)")
     gamma: float = F(0.9, "discount")
     lam: float = F(0.95, "GAE lambda")
+    step_weight: float = F(1.0, "gigpo: weight of the step-level (anchor-state) advantage added to the episode one")
     clip_low: float = F(0.1, "PPO clip below 1")
     clip_high: Optional[float] = F(None, "PPO clip above 1 (clip-higher); None = clip_low")
     epochs: int = F(4, "optimisation epochs over each rollout")
@@ -189,6 +191,8 @@ class TrainConfig:
                               "explore and their log-probs are not a sampling distribution); fix: set it > 0, e.g. 1.0")
         if not 0 < r.top_p <= 1:
             raise ConfigError(f"rollout.top_p={r.top_p} must be in (0, 1]")
+        if a.step_weight < 0:
+            raise ConfigError(f"algo.step_weight={a.step_weight} must be >= 0 (0: gigpo is episode-level GRPO)")
         for name, value in (("algo.gamma", a.gamma), ("algo.lam", a.lam)):
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name}={value} must be in [0, 1]")

@@ -17,11 +17,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm import algos
+from rlvlm.envs.gym_adapter import GYM_PREFIX
 from rlvlm.envs.help_metrics import help_metrics
 from rlvlm.envs.pool import make_env_pool
 from rlvlm.envs.vector import EnvFactory
@@ -88,19 +90,19 @@ def merge_kwargs(base: dict, over: dict) -> dict:
 def make_env_factory(cfg: TrainConfig, overrides: dict | None = None) -> EnvFactory:
     """A no-argument env constructor from cfg.env (+ `overrides` of env.kwargs, e.g. eval.env_kwargs).
     It pickles, so a worker backend (env.backend) builds its envs from it in the workers."""
-    import gymnasium as gym
-
-
     kwargs = merge_kwargs(cfg.env.kwargs, overrides or {})
     kwargs.setdefault("image_size", cfg.env.image_size)
     kwargs.setdefault("prompt_style", cfg.env.prompt_style)
+    gym_id = cfg.env.id[len(GYM_PREFIX):] if cfg.env.id.startswith(GYM_PREFIX) else None
     try:
-        gym.spec(cfg.env.id)
+        gym.spec(gym_id or cfg.env.id)
     except gym.error.Error as err:
-
+        if gym_id:
+            raise ConfigError(f"env.id={cfg.env.id!r}: gymnasium has no env {gym_id!r} ({err}); fix: check the id, "
+                              "and install and import the package that registers it") from None
         ids = [k for k in gym.registry if k.startswith("rlvlm/")]
-        raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}") from err
-
+        raise ConfigError(f"env.id={cfg.env.id!r} is not registered{did_you_mean(cfg.env.id, ids)}; any "
+                          f"gymnasium env: env.id={GYM_PREFIX}<ID>") from err
 
     # env.kwargs.missing_info / ask_for_help add the help-seeking wrappers.
     make = EnvFactory(cfg.env.id, {"disable_env_checker": True, **kwargs})

@@ -13,16 +13,17 @@ from rlvlm.algos import (
     advantage_estimator,
     policy_loss,
     ppo_clip_loss,
+    gigpo_advantages,
     register_advantage,
     rloo_advantages,
 )
 from rlvlm.errors import ConfigError
 
-CFG = SimpleNamespace(gamma=0.5, lam=1.0, clip_low=0.1, clip_high=None, aggregation="token_mean")
+CFG = SimpleNamespace(gamma=0.5, lam=1.0, clip_low=0.1, clip_high=None, aggregation="token_mean", step_weight=1.0)
 
 
 def batch(rewards, *, episodes, groups=None, steps=None, envs=None, values=None, num_envs=None, num_steps=0,
-          last_values=None, terminated=None, truncated=None, truncation_values=None):
+          last_values=None, terminated=None, truncated=None, truncation_values=None, states=None):
     """A RolloutBatch without a model: one-token completions, prompts are placeholders."""
     B = len(rewards)
     nan = torch.full((B,), float("nan"))
@@ -40,6 +41,7 @@ def batch(rewards, *, episodes, groups=None, steps=None, envs=None, values=None,
         action_mask=torch.ones(B, 1, dtype=torch.bool), prompts=[f"p{i}" for i in range(B)],
         num_envs=num_envs or B, num_steps=num_steps,
         last_values=None if last_values is None else torch.tensor(last_values),
+        state_ids=None if states is None else torch.tensor(states),
     )
 
 
@@ -143,3 +145,65 @@ def test_policy_losses_by_name():
     loss, metrics = policy_loss("reinforce").fn(logp, old, adv, None, CFG)
     assert_close(loss, -(torch.exp(logp) * adv).mean())
     assert metrics["policy/clip_frac"] == 0.0
+
+
+def _gigpo_batch():
+    """Group 0: episode A visits states 10, 20, 30 (rewards 0, 0, 1: return 1); episode B visits 10, 20,
+    20 (rewards 0, 0, 0; a no-op repeats state 20) and is cut off. Group 1: episodes C and D each take one
+    step from state 10 (rewards 1 and 0): the same state id as group 0's, which must not pool with it."""
+    return batch([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+                 episodes=[0, 1, 0, 1, 0, 1, 2, 3], groups=[0, 0, 0, 0, 0, 0, 1, 1],
+                 steps=[0, 0, 1, 1, 2, 2, 0, 0], states=[10, 10, 20, 20, 30, 20, 10, 10],
+                 terminated=[False, False, False, False, True, False, True, True],
+                 truncated=[False, False, False, False, False, True, False, False])
+
+
+def test_gigpo_adds_anchor_state_groups_to_episode_groups():
+    # gamma 0.5, returns-to-go: A = (0.25, 0.5, 1), B = (0, 0, 0), C = 1, D = 0.
+    # Episode level (mean-centred, scale=False): group 0 returns (1, 0) -> A +0.5, B -0.5; group 1 C +0.5, D -0.5.
+    # Step level: (g0, s10) = {A 0.25, B 0} -> +0.125, -0.125; (g0, s20) = {A 0.5, B 0, B 0} mean 1/6 ->
+    # +1/3, -1/6, -1/6; (g0, s30) = {A 1} alone -> 0; (g1, s10) = {C 1, D 0} -> +0.5, -0.5.
+    b = _gigpo_batch()
+    row = b.episodes()[0]
+    ep_ret, ep_group, _ = b.episode_sums(b.rewards)
+    rtg = torch.tensor([0.25, 0.0, 0.5, 0.0, 1.0, 0.0, 1.0, 0.0])
+    adv = gigpo_advantages(ep_ret, ep_group, rtg, row, b.state_ids, scale=False)
+    expected = torch.tensor([0.5 + 0.125, -0.5 - 0.125, 0.5 + 1 / 3, -0.5 - 1 / 6, 0.5 + 0.0, -0.5 - 1 / 6,
+                             0.5 + 0.5, -0.5 - 0.5])
+    assert_close(adv, expected)
+    # The registered estimator computes the returns-to-go itself and scales by the groups' std:
+    # every group here has two values +-d around its mean, so each term becomes +-d / std = +-1/sqrt(2)
+    # except (g0, s20): values (0.5, 0, 0), std 0.2887 -> (1/3) / 0.2887 = 1.1547, -0.5774.
+    adv, ret = advantage_estimator("gigpo")(b, CFG)
+    h, big, small = 2 ** -0.5, 1.1547005, 0.5773503
+    assert_close(adv, torch.tensor([h + h, -h - h, h + big, -h - small, h, -h - small, h + h, -h - h]),
+                 atol=1e-5, rtol=0)
+    assert_close(ret, torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]))  # the episode returns
+
+
+def test_gigpo_without_repeated_states_is_grpo_and_step_weight_scales_the_step_term():
+    b = _gigpo_batch()
+    b.state_ids = torch.arange(len(b))  # every step from its own state: no anchors
+    assert_close(advantage_estimator("gigpo")(b, CFG)[0], advantage_estimator("grpo")(b, CFG)[0])
+    b = _gigpo_batch()
+    none = advantage_estimator("gigpo")(b, SimpleNamespace(**{**vars(CFG), "step_weight": 0.0}))[0]
+    assert_close(none, advantage_estimator("grpo")(b, CFG)[0])
+    b.state_ids = None
+    with pytest.raises(ValueError, match=r"gigpo needs the state each step acted from"):
+        advantage_estimator("gigpo")(b, CFG)
+
+
+def test_turn_gae_gives_each_turn_of_a_whole_episode_its_own_credit():
+    # gamma 0.5, lam 1. Episode 0: turns with V = 1, 2, 4 and rewards 0, 0, 8, terminated:
+    #   G_2 = 8, G_1 = 0 + 0.5*8 = 4, G_0 = 2 -> A = G - V = (1, 2, 4).
+    # Episode 1: two turns, V = 0, 2, rewards 1, 1, truncated with V(final observation) = 6:
+    #   G_1 = 1 + 0.5*6 = 4, G_0 = 1 + 0.5*4 = 3 -> A = (3, 2).
+    b = batch([0.0, 1.0, 0.0, 1.0, 8.0], episodes=[0, 1, 0, 1, 0], steps=[0, 0, 1, 1, 2],
+              values=[1.0, 0.0, 2.0, 2.0, 4.0], terminated=[False, False, False, False, True],
+              truncated=[False, False, False, True, False],
+              truncation_values=[float("nan"), float("nan"), float("nan"), 6.0, float("nan")])
+    adv, ret = advantage_estimator("turn_gae")(b, CFG)
+    assert_close(ret, torch.tensor([2.0, 3.0, 4.0, 4.0, 8.0]))
+    assert_close(adv, torch.tensor([1.0, 3.0, 2.0, 2.0, 4.0]))
+    spec = advantage_estimator("turn_gae")
+    assert spec.needs_critic and spec.whole_episodes and not spec.needs_groups
