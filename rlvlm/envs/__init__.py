@@ -17,6 +17,7 @@ from rlvlm.envs.degrade import MODES as DEGRADATION_MODES
 from rlvlm.envs.formula import FormulaError, count_solvable, is_solvable, solve
 from rlvlm.envs.formula import evaluate as evaluate_formula
 from rlvlm.envs.frozenlake import action_values as frozenlake_action_values  # registers its profile
+from rlvlm.envs.minigrid_profiles import plan as minigrid_plan  # registers MiniGrid-* (and minigrid's ids)
 from rlvlm.envs.gym_adapter import GYM_PROFILES, GymnasiumEnv, GymProfile, from_gymnasium, register_gym_profile
 from rlvlm.envs.numberline import NumberLineEnv
 from rlvlm.envs.parsing import ParsedAction, action_char_span, parse_action
@@ -43,6 +44,7 @@ __all__ = [
     "GymnasiumEnv",
     "from_gymnasium",
     "frozenlake_action_values",
+    "minigrid_plan",
     "register_gym_profile",
     "ENV_BACKENDS",
     "ENV_IDS",

@@ -85,9 +85,18 @@ GYM_PROFILES: dict[str, GymProfile] = {}
 
 
 def register_gym_profile(env_id: str, profile: GymProfile, *, replace: bool = False) -> GymProfile:
-    """Teach the adapter about a gymnasium env id (see `GymProfile`)."""
+    """Teach the adapter about a gymnasium env id, or every id starting with PREFIX for "PREFIX*"
+    (see `GymProfile`)."""
     register_into(GYM_PROFILES, env_id, profile, "gymnasium profile", replace=replace)
     return profile
+
+
+def profile_for(env_id: str) -> GymProfile | None:
+    """The profile registered for `env_id`, or for the longest `PREFIX*` pattern it starts with."""
+    if env_id in GYM_PROFILES:
+        return GYM_PROFILES[env_id]
+    patterns = [k for k in GYM_PROFILES if k.endswith("*") and env_id.startswith(k[:-1])]
+    return GYM_PROFILES[max(patterns, key=len)] if patterns else None
 
 
 def _base_id(env_id: str) -> str:
@@ -136,7 +145,7 @@ class GymnasiumEnv(TextImageEnv):
                  invalid_penalty: float = -0.1, max_steps: int = 100, **kwargs):
         self._seeded_now: int | None = None
         self.env_id = _base_id(env) if isinstance(env, str) else (env.spec.id if env.spec else None)
-        self.profile = GYM_PROFILES.get(self.env_id or "")
+        self.profile = profile_for(self.env_id or "")
         self.env_kwargs = dict(env_kwargs or {})
         super().__init__(invalid_penalty=invalid_penalty, max_steps=max_steps, **kwargs)
         self.history = check_int("history", history, 0, 64)
@@ -234,7 +243,9 @@ class GymnasiumEnv(TextImageEnv):
 
     def _instructions(self) -> str:
         """The task, the legal actions and the history (the caption and reply format follow)."""
-        parts = [self.task, f"Actions: {', '.join(self.legal_actions)}."]
+        mission = getattr(self.env.unwrapped, "mission", None)  # MiniGrid-style envs say their goal
+        parts = [self.task] + ([f"Mission: {mission}."] if isinstance(mission, str) and mission else [])
+        parts.append(f"Actions: {', '.join(self.legal_actions)}.")
         history = self._history_text()
         return "\n".join(parts + ([history] if history else []))
 
@@ -273,7 +284,9 @@ class GymnasiumEnv(TextImageEnv):
         return self.reply({"thoughts": thoughts, "action": action})
 
     def demo_reply(self, info: dict, action: str) -> str:
-        return self.reply({"thoughts": "I choose a move.", "action": action})
+        """The oracle's reading of the state (its thoughts), then `action` (sft.random_action_rate)."""
+        thoughts = self.profile.oracle(info, self.legal_actions)[0] if self.profile and self.profile.oracle else ""
+        return self.reply({"thoughts": thoughts or "I choose a move.", "action": action})
 
 
 def from_gymnasium(env: str | gym.Env, *, actions: Sequence[str] | dict | None = None,

@@ -73,6 +73,16 @@ def test_resume_keeps_the_report(model_dir, tmp_path):
     assert "nan" not in lines[-1] and f"success {full['sft']['success_rate']:.3f} after warm-start" in lines[-1]
 
 
+def _rescored_like_sampled(policy, samples):
+    """The learner's scores of `samples`, checked equal to the log-probs they were sampled with."""
+    scored = policy.score(samples)
+    old = torch.zeros_like(scored.logprobs)
+    for i, s in enumerate(samples):
+        old[i, : s.num_tokens] = torch.tensor(s.logprobs)
+    assert (old - scored.logprobs.detach()).abs().max() < 1e-4
+    return scored
+
+
 def test_old_logprobs_use_each_steps_own_prompt(model_dir):
     """NumberLine's image changes every step; every transition must score under its own prompt/image."""
     import gymnasium as gym
@@ -95,11 +105,7 @@ def test_old_logprobs_use_each_steps_own_prompt(model_dir):
         if tr.done:
             break
     samples = [tr.sample for tr in rollout.transitions]
-    scored = policy.score(samples)
-    old = torch.zeros_like(scored.logprobs)
-    for i, s in enumerate(samples):
-        old[i, : s.num_tokens] = torch.tensor(s.logprobs)
-    assert (old - scored.logprobs.detach()).abs().max() < 1e-4
+    scored = _rescored_like_sampled(policy, samples)
     # Scoring everything under the *first* prompt (RL4VLM's bug) would give different numbers.
     first = samples[0]
     wrong = [type(s)(**{**s.__dict__, "prompt_text": first.prompt_text, "image": first.image}) for s in samples]
@@ -250,3 +256,37 @@ def test_every_policy_option_reaches_the_policy_from_the_train_config(model_dir,
     policy.save(tmp_path / "pol")
     again = load_policy(tmp_path / "pol")
     assert again.options.system_prompt == "Answer briefly." and again.options.lora.alpha == 4.0
+
+
+def test_history_prompts_are_rescored_exactly_as_sampled(model_dir):
+    """A gymnasium env through the adapter with the last 3 turns in the prompt (issue 19): each step's
+    sample holds the prompt the env showed at that step, history included, and the learner re-scores
+    every completion under it to the sampling log-probs."""
+    from rlvlm.envs import from_gymnasium
+
+    def make():
+        return from_gymnasium("FrozenLake-v1", env_kwargs={"map_name": "4x4", "is_slippery": False}, history=3,
+                              image_size=84, max_steps=6)
+
+    policy = load_policy(model_dir)
+    col = Collector([make(), make()], policy, SamplingConfig(max_new_tokens=12), seed=0)
+    rollout = col.collect_steps(4)
+    mine = [tr for tr in rollout.transitions if tr.env_index == 0]
+    # Replay env 0 with the recorded replies: the prompt each sample was drawn under is the env's own.
+    env = make()
+    obs, _ = env.reset(seed=mine[0].group_id)
+    for k, tr in enumerate(mine):
+        assert obs["text"] in tr.sample.prompt_text and np.array_equal(obs["image"], tr.sample.image)
+        assert ("Earlier turns" in obs["text"]) == (k > 0)
+        obs, *_, info = env.step(tr.sample.text)
+        if tr.done:
+            break
+    samples = [tr.sample for tr in rollout.transitions]
+    _rescored_like_sampled(policy, samples)
+    # The same completions under the prompts without their history score differently.
+    later = [s for s in samples if "Earlier turns" in s.prompt_text]
+    assert later
+    cut = [type(s)(**{**s.__dict__, "prompt_text": s.prompt_text.split("Earlier turns")[0] + "Reply in JSON"
+                      + s.prompt_text.split("Reply in JSON", 1)[1]}) for s in later]
+    diffs = (policy.score(cut).logprobs - policy.score(later).logprobs).abs().amax(dim=1)
+    assert bool((diffs > 1e-4).all())

@@ -183,3 +183,24 @@ def test_config_ids_with_the_gymnasium_prefix_build_the_adapter():
     env = make_env("gymnasium:FrozenLake-v1", env_kwargs={"size": 4, "is_slippery": False}, disable_env_checker=True,
                    **FL)
     assert env.unwrapped.legal_actions == ("left", "down", "right", "up")
+
+
+@pytest.mark.parametrize("env_id,seeds", [("MiniGrid-Empty-Random-5x5-v0", 200), ("MiniGrid-DoorKey-5x5-v0", 200),
+                                          ("MiniGrid-DoorKey-8x8-v0", 50)])
+def test_the_minigrid_oracle_plans_to_the_goal_under_minigrids_own_rules(env_id, seeds):
+    env = from_gymnasium(env_id, max_steps=300, **FL)
+    assert _success_rate(env, oracle(env), seeds) == 1.0
+
+
+def test_minigrid_prompts_carry_the_mission_and_a_caption():
+    env = from_gymnasium("MiniGrid-DoorKey-5x5-v0", state_in_prompt=True, **FL)
+    _quiet_check(env)
+    obs, info = env.reset(seed=0)
+    assert "Mission: use the key to open the door and then get to the goal." in obs["text"]
+    assert "State: you are at (1,3) facing left; goal at (3,3); key at (1,2); locked door at (2,1)" in obs["text"]
+    # The oracle's first moves: turn to face the key above, pick it up.
+    pi = oracle(env)
+    first = [env.parse(pi.act(obs, info)).action]
+    obs, _, _, _, info = env.step(pi.act(obs, info))
+    first.append(env.parse(pi.act(obs, info)).action)
+    assert first == ["right", "pickup"]
