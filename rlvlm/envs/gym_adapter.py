@@ -99,8 +99,9 @@ def profile_for(env_id: str) -> GymProfile | None:
     return GYM_PROFILES[max(patterns, key=len)] if patterns else None
 
 
-def _base_id(env_id: str) -> str:
-    return env_id[len(GYM_PREFIX):] if env_id.startswith(GYM_PREFIX) else env_id
+def gymnasium_id(env_id: str) -> str | None:
+    """`ID` of a config id `gymnasium:ID`; None for any other id."""
+    return env_id[len(GYM_PREFIX):] if env_id.startswith(GYM_PREFIX) else None
 
 
 def action_names(env: gym.Env, actions: Sequence[str] | dict | None, profile: GymProfile | None) -> tuple[str, ...]:
@@ -144,7 +145,7 @@ class GymnasiumEnv(TextImageEnv):
                  env_kwargs: dict | None = None, history: int = 0, history_chars: int = 1500,
                  invalid_penalty: float = -0.1, max_steps: int = 100, **kwargs):
         self._seeded_now: int | None = None
-        self.env_id = _base_id(env) if isinstance(env, str) else (env.spec.id if env.spec else None)
+        self.env_id = (gymnasium_id(env) or env) if isinstance(env, str) else (env.spec.id if env.spec else None)
         self.profile = profile_for(self.env_id or "")
         self.env_kwargs = dict(env_kwargs or {})
         super().__init__(invalid_penalty=invalid_penalty, max_steps=max_steps, **kwargs)
@@ -184,7 +185,7 @@ class GymnasiumEnv(TextImageEnv):
         if self.profile is not None and self.profile.make is not None:
             self.env.close()
             self.env = self._make(seed)  # the episode's layout comes from its seed
-        self._obs, info = self.env.reset(seed=seed)
+        _, info = self.env.reset(seed=seed)
         self._turns, self._inner_truncated, self._env_return = [], False, 0.0
         self._last_info = dict(info)
 
@@ -195,7 +196,7 @@ class GymnasiumEnv(TextImageEnv):
 
     def _act(self, action: str) -> tuple[float, bool, dict]:
         index = self._index[action]
-        self._obs, reward, terminated, truncated, info = self.env.step(index)
+        _, reward, terminated, truncated, info = self.env.step(index)
         self._inner_truncated = bool(truncated) and not terminated
         self._env_return += float(reward)
         self._last_info = dict(info)

@@ -66,7 +66,6 @@ class Alone:
     """One process: every operation is the plain single-process one."""
 
     name = "none"
-    shards_weights = False  # True where the learner's parameters hold only this rank's shard
 
     def __init__(self, dist: Any):
         self.dist = dist

@@ -151,11 +151,6 @@ class Distributed:
                 g.copy_(part.view_as(g))
 
     # ------------------------------------------------------------- checkpoints
-    @property
-    def shards_weights(self) -> bool:
-        """True where each rank's learner holds only its shard of the weights (FSDP2, ZeRO-3)."""
-        return self.engine.shards_weights
-
     def learner_state(self, policy) -> dict | None:
         """The learner's whole state dict where it is sharded (at rank 0; collective), else None:
         the policy's own modules hold whole weights and save themselves."""

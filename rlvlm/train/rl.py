@@ -23,7 +23,7 @@ import torch
 
 import rlvlm.envs  # noqa: F401  (registers rlvlm/... ids)
 from rlvlm import algos
-from rlvlm.envs.gym_adapter import GYM_PREFIX
+from rlvlm.envs.gym_adapter import GYM_PREFIX, gymnasium_id
 from rlvlm.envs.help_metrics import help_metrics
 from rlvlm.envs.pool import make_env_pool
 from rlvlm.envs.vector import EnvFactory
@@ -93,7 +93,7 @@ def make_env_factory(cfg: TrainConfig, overrides: dict | None = None) -> EnvFact
     kwargs = merge_kwargs(cfg.env.kwargs, overrides or {})
     kwargs.setdefault("image_size", cfg.env.image_size)
     kwargs.setdefault("prompt_style", cfg.env.prompt_style)
-    gym_id = cfg.env.id[len(GYM_PREFIX):] if cfg.env.id.startswith(GYM_PREFIX) else None
+    gym_id = gymnasium_id(cfg.env.id)
     try:
         gym.spec(gym_id or cfg.env.id)
     except gym.error.Error as err:

@@ -137,7 +137,6 @@ class FullyShardedBackend(Alone):
     """The parallel backend (backends.py) for FSDP2: see the module docstring."""
 
     name = "FSDP2"
-    shards_weights = True
 
     def __init__(self, dist: Any, settings: FSDP2):
         super().__init__(dist)

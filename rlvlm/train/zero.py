@@ -55,6 +55,9 @@ _OWNED = {
 }
 
 
+_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")  # what checkpoints carry per parameter (the trainers use AdamW)
+
+
 def _deepspeed():
     # Optional and slow to import (it probes the machine's accelerators): only a DeepSpeed launch loads it.
     try:
@@ -122,16 +125,12 @@ def deepspeed_settings(environ: dict | None = None) -> dict:
 
 
 class EngineOptimizer:
-    """What the trainer steps under ZeRO: the engine's step and zero_grad, the original
-    optimizer's parameter groups (whose lr the schedule sets) and the clipping norm."""
+    """What the trainer steps under ZeRO: the engine's step and zero_grad, the original optimizer
+    (whose parameter groups' lr the schedule sets), its groups as made, and the clipping norm."""
 
     def __init__(self, engine: Any, optimizer: torch.optim.Optimizer, groups: list[list[torch.nn.Parameter]],
                  max_grad_norm: float):
         self.engine, self.optimizer, self.groups, self.max_grad_norm = engine, optimizer, groups, max_grad_norm
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.engine.zero_grad()
@@ -148,7 +147,6 @@ class ZeROBackend(Alone):
         super().__init__(dist)
         self.settings = settings
         self.stage = settings["zero_optimization"]["stage"]
-        self.policy = None
         self.current: EngineOptimizer | None = None  # the live engine's optimizer, once made
 
     @classmethod
@@ -161,12 +159,8 @@ class ZeROBackend(Alone):
     def name(self) -> str:
         return f"DeepSpeed ZeRO-{self.stage}"
 
-    @property
-    def shards_weights(self) -> bool:
-        return self.stage == 3
-
     def wrap_learner(self, policy) -> None:
-        self.policy = policy  # the engine needs the optimizer: it is made in prepare_optimizer
+        pass  # the engine needs the optimizer too: it is made in prepare_optimizer
 
     def prepare_optimizer(self, policy, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> EngineOptimizer:
         if self.current is not None:  # one engine at a time (the warm-start's, then the RL update's)
@@ -177,7 +171,7 @@ class ZeROBackend(Alone):
                   "zero_allow_untested_optimizer": True, "steps_per_print": 2**31 - 1}
         engine, *_ = _deepspeed().initialize(model=policy.learner, optimizer=optimizer, config=config)
         policy.use_engine(engine)
-        self.policy, self.current = policy, EngineOptimizer(engine, optimizer, groups, max_grad_norm)
+        self.current = EngineOptimizer(engine, optimizer, groups, max_grad_norm)
         return self.current
 
     def full_weights(self):
@@ -247,7 +241,7 @@ class ZeROOptimizerView:
         state: dict[int, dict] = {}
         steps = [s["step"] for s in self._base_states() if "step" in s]
         for i, p in enumerate(self._params()):
-            moments = {key: safe_get_full_optimizer_state(p, key) for key in self._moment_keys()}
+            moments = {key: safe_get_full_optimizer_state(p, key) for key in _ADAM_MOMENTS}
             if all(v is not None for v in moments.values()):
                 state[i] = {**({"step": steps[0].clone()} if steps else {}),
                             **{k: v.detach().cpu().clone() for k, v in moments.items()}}
@@ -272,7 +266,7 @@ class ZeROOptimizerView:
         state = {int(k): v for k, v in saved["state"].items()}
         zo = self.live.engine.optimizer
         for i, p in enumerate(params):
-            for key in self._moment_keys():
+            for key in _ADAM_MOMENTS:
                 if i in state and key in state[i]:
                     value = state[i][key].to(torch.float32)
                     if hasattr(p, "ds_id"):
@@ -313,9 +307,6 @@ class ZeROOptimizerView:
                 if self.live.optimizer.state.get(flat):
                     lazy_init_hp_params_optimizer_state(params, flat, self.live.optimizer.state)
 
-    def _moment_keys(self) -> tuple[str, ...]:
-        return ("exp_avg", "exp_avg_sq") if isinstance(self.live.optimizer, (torch.optim.Adam, torch.optim.AdamW)) \
-            else ("momentum_buffer",)
 
 
 def _set_stage3_state(zo: Any, param: torch.nn.Parameter, value: torch.Tensor, key: str) -> None:
